@@ -1,0 +1,314 @@
+"""Frozen result types and summaries that an R user recognises at a glance.
+
+Results never change after they are made: every field is set once by :mod:`helpers.fit`. Methods that
+compute more (intervals, tests, predictions) return new objects and leave the result as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+__all__ = ["OlsResult", "LmmResult", "r_term_name"]
+
+
+def r_term_name(name: str) -> str:
+    """Translate a formulaic term name to the one R prints.
+
+    Examples
+    --------
+    >>> r_term_name("Intercept"), r_term_name("condition[T.stim]")
+    ('(Intercept)', 'conditionstim')
+    """
+    if name == "Intercept":
+        return "(Intercept)"
+    out = []
+    for part in name.split(":"):
+        if "[T." in part and part.endswith("]"):
+            var, level = part[:-1].split("[T.", 1)
+            out.append(f"{var}{level}")
+        else:
+            out.append(part)
+    return ":".join(out)
+
+
+def _fmt_table(rows, header, first_width=None):
+    widths = [max(len(str(r[k])) for r in rows + [header]) for k in range(len(header))]
+    if first_width:
+        widths[0] = max(widths[0], first_width)
+    lines = []
+    for row in [header] + rows:
+        cells = [str(row[0]).ljust(widths[0])] + [
+            str(v).rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def _sig(x: float, digits: int) -> str:
+    """Format like R's print with ``digits`` significant digits."""
+    if x == 0 or not np.isfinite(x):
+        return f"{x:g}" if np.isfinite(x) else str(x)
+    return f"{x:.{digits}g}"
+
+
+def _coef_rows(names, values, ses, digits=6):
+    rows = []
+    for name, b, se in zip(names, values, ses, strict=True):
+        rows.append([r_term_name(name), _sig(b, digits), _sig(se, digits - 2), f"{b / se:.3f}"])
+    return rows
+
+
+def _quantile_line(resid: np.ndarray) -> str:
+    q = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1.0])
+    header = ["Min", "1Q", "Median", "3Q", "Max"]
+    vals = [f"{v:.4f}" for v in q]
+    width = max(len(v) for v in vals + header)
+    return " ".join(h.rjust(width) for h in header) + "\n" + " ".join(v.rjust(width) for v in vals)
+
+
+@dataclass(frozen=True, eq=False)
+class OlsResult:
+    """A pooled OLS fit (R's ``lm``).
+
+    Attributes
+    ----------
+    params, bse : pandas.Series
+        Coefficients and their classical standard errors.
+    cov_params : pandas.DataFrame
+    sigma2 : float
+        Residual variance, RSS / (N - p).
+    n_obs, df_resid, n_dropped : int
+    resid : ndarray
+        Residuals, in the order of the rows used.
+    cluster : str or None
+        The clustering column of the robust SEs, if any.
+    bse_cluster : pandas.Series or None
+        Cluster-robust (CR1) standard errors, with the small-sample factor G/(G-1) (N-1)/(N-p) that
+        statsmodels and R's sandwich::vcovCL use by default.
+    cov_cluster : pandas.DataFrame or None
+    formula : str
+    """
+
+    params: pd.Series
+    bse: pd.Series
+    cov_params: pd.DataFrame
+    sigma2: float
+    n_obs: int
+    df_resid: int
+    n_dropped: int
+    resid: np.ndarray
+    formula: str
+    cluster: str | None = None
+    bse_cluster: pd.Series | None = None
+    cov_cluster: pd.DataFrame | None = None
+    n_clusters: int | None = None
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.params / self.bse
+
+    def summary(self) -> str:
+        """Text laid out like R's ``summary(lm(...))``."""
+        t = self.tvalues
+        p = 2 * scipy.stats.t.sf(np.abs(t), self.df_resid)
+        rows = _coef_rows(self.params.index, self.params.to_numpy(), self.bse.to_numpy())
+        for row, pv in zip(rows, p, strict=True):
+            row.append("<2e-16" if pv < 2e-16 else _sig(pv, 3))
+        out = [
+            f"Call:\nlm(formula = {self.formula})",
+            "",
+            "Residuals:",
+            _quantile_line(self.resid),
+            "",
+            "Coefficients:",
+            _fmt_table(rows, ["", "Estimate", "Std. Error", "t value", "Pr(>|t|)"]),
+            "",
+            f"Residual standard error: {_sig(np.sqrt(self.sigma2), 4)} on {self.df_resid} degrees of freedom",
+        ]
+        if self.n_dropped:
+            out.append(f"  ({self.n_dropped} observations deleted due to missingness)")
+        if self.bse_cluster is not None:
+            out += [
+                "",
+                f"Cluster-robust standard errors (CR1, {self.n_clusters} clusters of {self.cluster}):",
+                _fmt_table(
+                    [[r_term_name(k), _sig(v, 4)] for k, v in self.bse_cluster.items()],
+                    ["", "Std. Error"],
+                ),
+            ]
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        terms = ", ".join(f"{k}={v:.6g}" for k, v in self.params.items())
+        return f"OlsResult({self.formula!r}: {terms}; n_obs={self.n_obs})"
+
+
+@dataclass(frozen=True, eq=False)
+class LmmResult:
+    """A random-intercept linear mixed model fit, as lme4's ``lmer`` gives it.
+
+    Attributes
+    ----------
+    fe_params, bse : pandas.Series
+        Fixed effects and their standard errors, indexed by formulaic term names.
+    cov_fe : pandas.DataFrame
+        sigma^2 (X' V^{-1} X)^{-1} at the estimates (lme4's ``vcov``).
+    sigma2_group, sigma2_resid : float
+        sigma_b^2 and sigma^2.
+    theta : float
+        sigma_b / sigma.
+    criterion : float
+        -2 log L_REML (lme4's ``REMLcrit``) for REML fits, the deviance for ML fits.
+    loglik : float
+        -criterion / 2, lme4's ``logLik``.
+    reml : bool
+    ranef : pandas.Series
+        Conditional modes of the random intercepts, by group label.
+    ranef_sd : pandas.Series
+        Their conditional SDs (lme4's ``condVar``).
+    n_obs, n_groups, n_dropped : int
+    singular : bool
+        True when sigma_b^2 is estimated exactly at its boundary 0.
+    converged : bool
+    formula, response, group : str
+    design : helpers.design.Design or None
+        The rows and sufficient statistics the fit used (None for fits from aggregates).
+    stats : helpers.design.SufficientStats
+    """
+
+    fe_params: pd.Series
+    bse: pd.Series
+    cov_fe: pd.DataFrame
+    sigma2_group: float
+    sigma2_resid: float
+    theta: float
+    criterion: float
+    loglik: float
+    reml: bool
+    ranef: pd.Series
+    ranef_sd: pd.Series
+    n_obs: int
+    n_groups: int
+    n_dropped: int
+    singular: bool
+    converged: bool
+    formula: str
+    response: str
+    group: str
+    stats: object
+    design: object = None
+
+    @property
+    def method(self) -> str:
+        """``"REML"`` or ``"ML"``."""
+        return "REML" if self.reml else "ML"
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.fe_params / self.bse
+
+    @property
+    def sigma_group(self) -> float:
+        return float(np.sqrt(self.sigma2_group))
+
+    @property
+    def sigma_resid(self) -> float:
+        return float(np.sqrt(self.sigma2_resid))
+
+    @property
+    def corr_fe(self) -> pd.DataFrame:
+        """The correlation of the fixed effects."""
+        sd = np.sqrt(np.diag(self.cov_fe.to_numpy()))
+        return self.cov_fe / np.outer(sd, sd)
+
+    def fitted(self, include_random: bool = True) -> np.ndarray:
+        """Fitted values for the rows used, with or without the conditional modes."""
+        if self.design is None:
+            raise ValueError("This fit was made from aggregates and has no rows.")
+        value = self.design.X @ self.fe_params.to_numpy()
+        if include_random:
+            value = value + self.ranef.to_numpy()[self.design.group_codes]
+        return value
+
+    def resid(self) -> np.ndarray:
+        """Conditional residuals y - X beta - b_i of the rows used (lme4's ``resid``)."""
+        return self.design.y - self.fitted(include_random=True)
+
+    def summary(self) -> str:
+        """Text laid out like lme4's ``summary(lmer(...))``."""
+        crit_name = "REML criterion at convergence" if self.reml else None
+        lines = [
+            f"Linear mixed model fit by {'REML' if self.reml else 'maximum likelihood'}",
+            f"Formula: {self.formula}",
+            "",
+        ]
+        if crit_name:
+            lines.append(f"{crit_name}: {self.criterion:.1f}")
+        else:
+            k = len(self.fe_params) + 2
+            lines.append(
+                _fmt_table(
+                    [
+                        [
+                            "",
+                            f"{-2 * self.loglik + 2 * k:.1f}",
+                            f"{-2 * self.loglik + np.log(self.n_obs) * k:.1f}",
+                            f"{self.loglik:.1f}",
+                            f"{self.criterion:.1f}",
+                            f"{self.n_obs - k}",
+                        ]
+                    ],
+                    ["", "AIC", "BIC", "logLik", "deviance", "df.resid"],
+                )
+            )
+        if self.design is not None:
+            lines += ["", "Scaled residuals:", _quantile_line(self.resid() / self.sigma_resid)]
+        lines += [
+            "",
+            "Random effects:",
+            _fmt_table(
+                [
+                    [
+                        f" {self.group}",
+                        "(Intercept)",
+                        _sig(self.sigma2_group, 4),
+                        _sig(self.sigma_group, 4),
+                    ],
+                    [" Residual", "", _sig(self.sigma2_resid, 5), _sig(self.sigma_resid, 4)],
+                ],
+                [" Groups", "Name", "Variance", "Std.Dev."],
+            ),
+            f"Number of obs: {self.n_obs}, groups:  {self.group}, {self.n_groups}",
+            "",
+            "Fixed effects:",
+            _fmt_table(
+                _coef_rows(self.fe_params.index, self.fe_params.to_numpy(), self.bse.to_numpy()),
+                ["", "Estimate", "Std. Error", "t value"],
+            ),
+        ]
+        if len(self.fe_params) > 1:
+            corr = self.corr_fe.to_numpy()
+            names = [r_term_name(n) for n in self.fe_params.index]
+            short = [n[:6] if n != "(Intercept)" else "(Intr)" for n in names]
+            rows = []
+            for i in range(1, len(names)):
+                rows.append([names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)])
+            lines += ["", "Correlation of Fixed Effects:", _fmt_table(rows, [""] + short[:-1])]
+        if self.singular:
+            lines += ["", "boundary (singular) fit: the group variance is estimated as exactly 0"]
+        if not self.converged:
+            lines += ["", "warning: the optimiser did not converge"]
+        if self.n_dropped:
+            lines += [f"({self.n_dropped} rows dropped for missing values)"]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        terms = ", ".join(f"{k}={v:.6g}" for k, v in self.fe_params.items())
+        return (
+            f"LmmResult({self.method}: {terms}; sigma2_group={self.sigma2_group:.6g}, "
+            f"sigma2_resid={self.sigma2_resid:.6g}; n_obs={self.n_obs}, n_groups={self.n_groups})"
+        )
