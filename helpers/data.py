@@ -155,14 +155,18 @@ def simulate_clustered(
     ((100, 3), 5, ['unstim', 'stim'])
     """
     if n_clusters < 1 or n_obs < n_clusters * min_size:
-        raise ValueError(f"n_obs={n_obs} is too small for {n_clusters} clusters of at least {min_size}.")
+        raise ValueError(
+            f"n_obs={n_obs} is too small for {n_clusters} clusters of at least {min_size}."
+        )
     if not -1.0 <= effect_size_correlation <= 1.0:
         raise ValueError("effect_size_correlation must lie in [-1, 1].")
     rng = np.random.default_rng(seed)
     z_size = rng.standard_normal(n_clusters)
     z_other = rng.standard_normal(n_clusters)
     weights = np.exp(size_imbalance * z_size)
-    sizes = min_size + np.floor(weights / weights.sum() * (n_obs - n_clusters * min_size)).astype(int)
+    sizes = min_size + np.floor(weights / weights.sum() * (n_obs - n_clusters * min_size)).astype(
+        int
+    )
     remainder = n_obs - sizes.sum()
     sizes[np.argsort(-weights)[:remainder]] += 1
     z_sd = z_size.std() if n_clusters > 1 and z_size.std() > 0 else 1.0

@@ -97,7 +97,10 @@ def _grouped_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.nd
     if values.ndim == 1:
         return np.bincount(codes, weights=values, minlength=n_groups)
     return np.column_stack(
-        [np.bincount(codes, weights=values[:, k], minlength=n_groups) for k in range(values.shape[1])]
+        [
+            np.bincount(codes, weights=values[:, k], minlength=n_groups)
+            for k in range(values.shape[1])
+        ]
     ).reshape(n_groups, values.shape[1])
 
 
@@ -116,7 +119,9 @@ def _qr(X: np.ndarray, term_names) -> tuple[np.ndarray, np.ndarray]:
     relative = np.abs(np.diag(r)) / np.where(norms > 0, norms, 1.0)
     if (norms == 0).any() or (relative < tol).any():
         # pivoted QR names the aliased columns reliably; only paid for in the failing case
-        _, r_piv, piv = scipy.linalg.qr(X / np.where(norms > 0, norms, 1.0), mode="economic", pivoting=True)
+        _, r_piv, piv = scipy.linalg.qr(
+            X / np.where(norms > 0, norms, 1.0), mode="economic", pivoting=True
+        )
         diag = np.abs(np.diag(r_piv))
         rank = int((diag > tol * max(diag[0], 1e-300)).sum()) if diag[0] > 0 else 0
         rank = min(rank, p - 1)
@@ -133,7 +138,9 @@ def _qr(X: np.ndarray, term_names) -> tuple[np.ndarray, np.ndarray]:
     return q, r
 
 
-def sufficient_stats(X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int, term_names=None):
+def sufficient_stats(
+    X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int, term_names=None
+):
     """Compute :class:`SufficientStats` from row-level arrays.
 
     Parameters
@@ -181,7 +188,9 @@ def sufficient_stats(X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: 
     )
 
 
-def stats_from_cross_products(counts, sum_x, sum_y, xtx, xty, yty, term_names=None) -> SufficientStats:
+def stats_from_cross_products(
+    counts, sum_x, sum_y, xtx, xty, yty, term_names=None
+) -> SufficientStats:
     """Build :class:`SufficientStats` from aggregates, without rows.
 
     This is the entry point for data too large to load: a database computes the cluster counts, the
@@ -378,12 +387,16 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"The formula {parsed.fixed!r} could not be applied to the data: {exc}") from None
+        raise DataError(
+            f"The formula {parsed.fixed!r} could not be applied to the data: {exc}"
+        ) from None
     X = np.asarray(matrices.rhs, dtype=float)
     y = np.asarray(matrices.lhs, dtype=float).reshape(-1)
     term_names = list(matrices.rhs.columns)
     if not np.isfinite(X).all():
-        raise DataError("The model matrix has infinite values; check transformed predictors such as log(x).")
+        raise DataError(
+            "The model matrix has infinite values; check transformed predictors such as log(x)."
+        )
 
     if parsed.group is None:
         _qr(X, term_names)  # rank check only

@@ -173,7 +173,9 @@ def fit_lmm_from_stats(
     )
 
 
-def fit_lmm(data: pd.DataFrame, formula: str, *, group: str | None = None, reml: bool = True) -> LmmResult:
+def fit_lmm(
+    data: pd.DataFrame, formula: str, *, group: str | None = None, reml: bool = True
+) -> LmmResult:
     """Fit a linear mixed model with one random intercept, as ``lme4::lmer`` does.
 
     Parameters

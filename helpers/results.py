@@ -238,6 +238,31 @@ class LmmResult:
         """Conditional residuals y - X beta - b_i of the rows used (lme4's ``resid``)."""
         return self.design.y - self.fitted(include_random=True)
 
+    # Inference lives in helpers.inference; these methods only delegate, so the result stays frozen.
+    def confint(self, method: str = "profile", level: float = 0.95, **kwargs):
+        """Confidence intervals for sigma_b, sigma and the fixed effects; see :func:`helpers.inference.confint`."""
+        from .inference import confint
+
+        return confint(self, method=method, level=level, **kwargs)
+
+    def bootstrap(self, n: int = 1000, seed=None, **kwargs):
+        """Parametric bootstrap replicates; see :func:`helpers.inference.bootstrap`."""
+        from .inference import bootstrap
+
+        return bootstrap(self, n=n, seed=seed, **kwargs)
+
+    def tests(self):
+        """t statistics, Satterthwaite df and p-values; see :func:`helpers.inference.tests`."""
+        from .inference import tests
+
+        return tests(self)
+
+    def predict(self, data, include_random: bool = True):
+        """Predictions for rows of ``data``; see :func:`helpers.inference.predict`."""
+        from .inference import predict
+
+        return predict(self, data, include_random=include_random)
+
     def summary(self) -> str:
         """Text laid out like lme4's ``summary(lmer(...))``."""
         crit_name = "REML criterion at convergence" if self.reml else None

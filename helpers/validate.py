@@ -174,7 +174,9 @@ def check_columns(data: pd.DataFrame, columns, *, response: str | None = None, g
         raise DataError(f"Expected a pandas DataFrame, got {type(data).__name__}.")
     if data.columns.duplicated().any():
         dup = data.columns[data.columns.duplicated()][0]
-        raise DataError(f"Column name {str(dup)!r} appears more than once; give each column a unique name.")
+        raise DataError(
+            f"Column name {str(dup)!r} appears more than once; give each column a unique name."
+        )
     for col in columns:
         if col not in data.columns:
             raise DataError(f"Column {col!r} is not in the data.{_suggest(col, data.columns)}")
