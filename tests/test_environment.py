@@ -70,7 +70,9 @@ def test_installed_versions_match_the_lock():
             continue
         if got != pinned:
             mismatched.append(f"{name} {got} != {pinned}")
-    assert not mismatched, "the environment drifted from requirements.lock: " + ", ".join(mismatched)
+    assert not mismatched, "the environment drifted from requirements.lock: " + ", ".join(
+        mismatched
+    )
 
 
 def test_ci_runs_exactly_the_readme_test_command():
