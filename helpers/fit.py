@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.optimize
 
 from .design import Design, SufficientStats, build_design
-from .objective import criterion, profile
+from .objective import criterion, criterion_derivative, profile
 from .results import LmmResult, OlsResult
 
 __all__ = ["fit_ols", "fit_lmm", "fit_lmm_from_stats", "optimize_theta", "THETA_GRID"]
@@ -25,9 +25,10 @@ THETA_GRID = np.concatenate([[0.0], np.logspace(-4, 4, 81)])
 def optimize_theta(stats: SufficientStats, reml: bool = True) -> tuple[float, bool]:
     """Minimise the profiled criterion over theta >= 0.
 
-    A grid over 0 and 10^-4 .. 10^4 brackets the global minimum; Brent's bounded method refines it to
-    about 1e-9 relative. When the minimum lies at theta = 0 (a boundary, or singular, fit), the returned
-    theta is exactly 0.
+    A grid over 0 and 10^-4 .. 10^4 brackets the global minimum. The minimum is then located as the root of
+    the closed-form slope (:func:`helpers.objective.criterion_derivative`) by Brent's method, which keeps
+    full precision even where the criterion itself is flat. theta = 0 is the estimate, exactly, when the
+    criterion rises from there: its slope in theta^2 at 0 is not negative (a boundary, or singular, fit).
 
     Parameters
     ----------
@@ -52,20 +53,30 @@ def optimize_theta(stats: SufficientStats, reml: bool = True) -> tuple[float, bo
     k = int(np.argmin(values))
     if k == len(THETA_GRID) - 1:
         return float(THETA_GRID[-1]), False
-    lower = THETA_GRID[max(k - 1, 0)]
-    upper = THETA_GRID[k + 1]
-    result = scipy.optimize.minimize_scalar(
-        lambda t: criterion(stats, t, reml),
-        bounds=(lower, upper),
-        method="bounded",
-        options={"xatol": 1e-12 * max(upper, 1e-3), "maxiter": 500},
-    )
-    theta, value = float(result.x), float(result.fun)
-    # The criterion is a function of theta^2, so its slope at 0 is 0: compare values, not slopes.
-    at_zero = values[0]
-    if k <= 1 and at_zero <= value:
+    if k <= 1 and criterion_derivative(stats, 0.0, reml) >= 0:
         return 0.0, True
-    return theta, bool(result.success)
+    lower, upper = THETA_GRID[max(k - 1, 0)], THETA_GRID[k + 1]
+
+    def slope(theta: float) -> float:
+        return criterion_derivative(stats, theta, reml)
+
+    slope_lower, slope_upper = slope(lower), slope(upper)
+    if slope_lower < 0 < slope_upper:
+        theta, info = scipy.optimize.brentq(
+            slope, lower, upper, xtol=1e-300, rtol=4 * np.finfo(float).eps, full_output=True
+        )
+        theta, converged = float(theta), bool(info.converged)
+    else:  # no sign change (a flat stretch): fall back on minimising the values themselves
+        result = scipy.optimize.minimize_scalar(
+            lambda t: criterion(stats, t, reml),
+            bounds=(lower, upper),
+            method="bounded",
+            options={"xatol": 1e-12 * max(upper, 1e-3), "maxiter": 500},
+        )
+        theta, converged = float(result.x), bool(result.success)
+    if criterion(stats, 0.0, reml) <= criterion(stats, theta, reml):
+        return 0.0, True
+    return theta, converged
 
 
 def _lmm_result(
