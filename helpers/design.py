@@ -290,25 +290,20 @@ class Design:
         return int(self.y.shape[0])
 
 
-def _required_columns(fixed: str, data: pd.DataFrame) -> list[str]:
+def _required_columns(fixed: str, original: str) -> list[str]:
     import formulaic
 
     try:
         required = formulaic.Formula(fixed).required_variables
     except formulaic.errors.FormulaSyntaxError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise DataError(f"The formula {fixed!r} has a syntax error: {first}") from None
+        raise DataError(
+            f"The formula {original!r} has a syntax error ({first}); check its brackets and operators."
+        ) from None
     except Exception as exc:  # formulaic raises several types for malformed input
-        raise DataError(f"The formula {fixed!r} could not be parsed: {exc}") from None
-    names = []
-    for name in sorted(required, key=str):
-        if name in data.columns:
-            names.append(name)
-        elif name in {"np", "numpy", "C", "center", "scale", "log", "exp", "poly", "bs"}:
-            continue
-        else:
-            names.append(name)
-    return names
+        raise DataError(f"The formula {original!r} could not be parsed: {exc}") from None
+    # formulaic leaves out its own transforms (np, log, C, center, ...): what remains are data columns
+    return sorted(required, key=str)
 
 
 def _encode_groups(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -352,10 +347,11 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
     import formulaic
 
     parsed = parse_formula(formula, group)
-    columns = _required_columns(parsed.fixed, data)
+    columns = _required_columns(parsed.fixed, formula)
     if parsed.group is not None and parsed.group not in columns:
         columns = columns + [parsed.group]
-    check_columns(data, columns, response=parsed.response, group=parsed.group)
+    plain_response = parsed.response if parsed.response in data.columns else None
+    check_columns(data, columns, response=plain_response, group=parsed.group)
 
     frame = data[columns]
     missing = frame.isna()
@@ -390,8 +386,17 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
         raise DataError(
             f"The formula {parsed.fixed!r} could not be applied to the data: {exc}"
         ) from None
+    if matrices.lhs.shape[1] != 1:
+        raise DataError(
+            f"The response {parsed.response!r} is not a single numeric column; convert it to numbers first."
+        )
     X = np.asarray(matrices.rhs, dtype=float)
     y = np.asarray(matrices.lhs, dtype=float).reshape(-1)
+    if not np.isfinite(y).all():
+        raise DataError(
+            f"The response {parsed.response!r} has infinite or undefined values after transformation "
+            "(for example log of 0); remove those rows or change the transformation."
+        )
     term_names = list(matrices.rhs.columns)
     if not np.isfinite(X).all():
         raise DataError(

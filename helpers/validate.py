@@ -191,7 +191,7 @@ def check_columns(data: pd.DataFrame, columns, *, response: str | None = None, g
         if isinstance(values.dtype, pd.CategoricalDtype) or not (
             pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         ):
-            example = values.dropna().iloc[0] if values.notna().any() else None
+            example = str(values.dropna().iloc[0]) if values.notna().any() else ""
             raise DataError(
                 f"The response {response!r} is not numeric (type {values.dtype}, e.g. {example!r}); "
                 "convert it to numbers first."
