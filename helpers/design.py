@@ -58,6 +58,10 @@ class SufficientStats:
         The upper-triangular ``R``.
     beta_ols : ndarray, shape (p,)
         The pooled OLS coefficients.
+    within_qq, within_qe, within_ee : ndarray (p, p), ndarray (p,), float
+        The within-cluster cross-products of ``Q`` and ``e`` (deviations from their cluster means). They
+        equal ``I - sum_i s_q,i s_q,i' / n_i`` and so on, but are summed from the deviations directly, which
+        keeps the objective accurate when theta is large and between-cluster information nearly vanishes.
     """
 
     counts: np.ndarray
@@ -66,6 +70,9 @@ class SufficientStats:
     ete: float
     r_factor: np.ndarray
     beta_ols: np.ndarray
+    within_qq: np.ndarray
+    within_qe: np.ndarray
+    within_ee: float
 
     @property
     def n_obs(self) -> int:
@@ -178,13 +185,21 @@ def sufficient_stats(
     gamma = qty + correction
     beta_ols = scipy.linalg.solve_triangular(r, gamma)
     counts = np.bincount(codes, minlength=n_groups)
+    sum_q = _grouped_sums(codes, q, n_groups)
+    sum_e = _grouped_sums(codes, e, n_groups)
+    safe_n = np.maximum(counts, 1)[:, None]
+    q_within = q - (sum_q / safe_n)[codes]
+    e_within = e - (sum_e / safe_n[:, 0])[codes]
     return SufficientStats(
         counts=counts.astype(np.int64),
-        sum_q=_grouped_sums(codes, q, n_groups),
-        sum_e=_grouped_sums(codes, e, n_groups),
+        sum_q=sum_q,
+        sum_e=sum_e,
         ete=float(e @ e),
         r_factor=r,
         beta_ols=beta_ols,
+        within_qq=q_within.T @ q_within,
+        within_qe=q_within.T @ e_within,
+        within_ee=float(e_within @ e_within),
     )
 
 
@@ -233,15 +248,20 @@ def stats_from_cross_products(
     # X = Q R with R = chol(X'X); sums of Q are R^{-T} applied to sums of X.
     beta_ols = scipy.linalg.cho_solve((chol, False), xty)
     ete = float(yty - xty @ beta_ols)
-    sum_q = scipy.linalg.solve_triangular(chol, sum_x.T, trans="T").T
+    sum_q = scipy.linalg.solve_triangular(chol, sum_x.T, trans="T").T.reshape(counts.shape[0], p)
     sum_e = sum_y - sum_x @ beta_ols
+    inv_n = 1.0 / np.maximum(counts, 1)
+    # Q'Q = I and Q'e = 0, so the within cross-products follow from the sums (rows are not at hand here)
     return SufficientStats(
         counts=counts,
-        sum_q=sum_q.reshape(counts.shape[0], p),
+        sum_q=sum_q,
         sum_e=sum_e,
         ete=max(ete, 0.0),
         r_factor=chol,
         beta_ols=beta_ols,
+        within_qq=np.eye(p) - (sum_q * inv_n[:, None]).T @ sum_q,
+        within_qe=-(sum_q.T @ (inv_n * sum_e)),
+        within_ee=max(ete - float(inv_n @ (sum_e * sum_e)), 0.0),
     )
 
 

@@ -18,8 +18,10 @@ exactly on the scale of lme4's ``deviance()`` and ``REMLcrit()``. One evaluation
 clusters and p fixed effects, whatever the number of rows.
 
 The code evaluates these in the rotated basis of :class:`helpers.design.SufficientStats` (X = Q R, y replaced
-by its OLS residual e), where A_Q(u) = I - sum_i c_i s_q,i s_q,i' and log det A(u) = log det A_Q(u) +
-2 sum_k log |R_kk|.
+by its OLS residual e), where log det A(u) = log det A_Q(u) + 2 sum_k log |R_kk|. Since 1 - n_i c_i =
+1/(1 + n_i u), the matrix A_Q(u) = I - sum_i c_i s_q,i s_q,i' equals W_qq + sum_i d_i s_q,i s_q,i' with
+d_i = 1/(n_i (1 + n_i u)) and W_qq the within-cluster cross-products; the code uses this second form, in
+which nothing cancels as u grows.
 """
 
 from __future__ import annotations
@@ -77,13 +79,14 @@ def _core(stats: SufficientStats, theta: float):
     u = theta * theta
     n = stats.counts.astype(float)
     c = u / (1.0 + n * u)
+    # 1/n_i - c_i, written so that no two large terms cancel when u is large
+    d = 1.0 / (n * (1.0 + n * u))
     s_q, s_e = stats.sum_q, stats.sum_e
-    p = s_q.shape[1]
-    a_q = np.eye(p) - (s_q * c[:, None]).T @ s_q
-    b_q = -(s_q.T @ (c * s_e))
+    a_q = stats.within_qq + (s_q * d[:, None]).T @ s_q
+    b_q = stats.within_qe + s_q.T @ (d * s_e)
     chol = scipy.linalg.cho_factor(a_q, lower=False, check_finite=False)
     delta = scipy.linalg.cho_solve(chol, b_q, check_finite=False)
-    r2 = stats.ete - float(c @ (s_e * s_e)) - float(b_q @ delta)
+    r2 = stats.within_ee + float(d @ (s_e * s_e)) - float(b_q @ delta)
     logdet_a_q = 2.0 * float(np.log(np.abs(np.diag(chol[0]))).sum())
     log_det_v = float(np.log1p(n * u).sum())
     return u, c, chol, delta, r2, logdet_a_q, log_det_v
