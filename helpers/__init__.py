@@ -8,7 +8,7 @@ The fit runs in lme4's four visible steps:
 4. :func:`fit_lmm` returns a frozen :class:`LmmResult`.
 """
 
-from .data import load_dataset, simulate_clustered
+from .data import load_dataset, seed_question, simulate_clustered
 from .design import Design, RowsDroppedWarning, SufficientStats, build_design
 from .fit import fit_lmm, fit_lmm_from_stats, fit_ols, optimize_theta
 from .objective import criterion, make_objective, profile
@@ -34,5 +34,6 @@ __all__ = [
     "optimize_theta",
     "parse_formula",
     "profile",
+    "seed_question",
     "simulate_clustered",
 ]

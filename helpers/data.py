@@ -12,7 +12,9 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-__all__ = ["DATASETS", "load_dataset", "simulate_clustered", "dataset_sha256"]
+from .seed import seed_question
+
+__all__ = ["DATASETS", "load_dataset", "seed_question", "simulate_clustered", "dataset_sha256"]
 
 
 def _dyestuff(df):

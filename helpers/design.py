@@ -230,7 +230,14 @@ def stats_from_cross_products(
     >>> bool(np.allclose(a.beta_ols, b.beta_ols) and np.isclose(a.ete, b.ete))
     True
     """
-    counts = np.asarray(counts, dtype=np.int64)
+    raw_counts = np.asarray(counts, dtype=float)
+    if (
+        raw_counts.ndim != 1
+        or not np.all(raw_counts == np.round(raw_counts))
+        or (raw_counts < 1).any()
+    ):
+        raise DataError("Cluster counts must be whole numbers of at least 1, one per cluster.")
+    counts = raw_counts.astype(np.int64)
     sum_x = np.asarray(sum_x, dtype=float)
     sum_y = np.asarray(sum_y, dtype=float)
     xtx = np.asarray(xtx, dtype=float)
