@@ -35,16 +35,16 @@ def r_term_name(name: str) -> str:
     return ":".join(out)
 
 
-def _fmt_table(rows, header, first_width=None):
+def _fmt_table(rows, header, left: int = 1):
+    """Rows of text in columns: the first ``left`` columns flush left, the rest flush right."""
     widths = [max(len(str(r[k])) for r in rows + [header]) for k in range(len(header))]
-    if first_width:
-        widths[0] = max(widths[0], first_width)
     lines = []
     for row in [header] + rows:
-        cells = [str(row[0]).ljust(widths[0])] + [
-            str(v).rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)
+        cells = [
+            str(v).ljust(w) if k < left else str(v).rjust(w)
+            for k, (v, w) in enumerate(zip(row, widths, strict=True))
         ]
-        lines.append(" ".join(cells))
+        lines.append(" ".join(cells).rstrip())
     return "\n".join(lines)
 
 
@@ -55,17 +55,34 @@ def _sig(x: float, digits: int) -> str:
     return f"{x:.{digits}g}"
 
 
-def _coef_rows(names, values, ses, digits=6):
-    rows = []
-    for name, b, se in zip(names, values, ses, strict=True):
-        rows.append([r_term_name(name), _sig(b, digits), _sig(se, digits - 2), f"{b / se:.3f}"])
-    return rows
+def _decimals(values, digits: int = 4) -> int:
+    """R's rule for a column: enough decimals that its smallest non-zero entry shows ``digits`` digits."""
+    finite = [abs(v) for v in np.ravel(values) if np.isfinite(v) and v != 0]
+    if not finite:
+        return 0
+    return int(min(max(digits - 1 - np.floor(np.log10(min(finite))), 0), 15))
 
 
-def _quantile_line(resid: np.ndarray) -> str:
+def _column(values, digits: int = 4) -> list[str]:
+    places = _decimals(values, digits)
+    return [f"{v:.{places}f}" for v in values]
+
+
+def _coef_rows(names, values, ses, digits=4):
+    """Estimate and SE share their decimals (as R's printCoefmat formats them); t has its own."""
+    places = _decimals(np.concatenate([values, ses]), digits)
+    tvals = np.asarray(values) / np.asarray(ses)
+    t_text = _column(tvals, digits)
+    return [
+        [r_term_name(name), f"{b:.{places}f}", f"{se:.{places}f}", t]
+        for name, b, se, t in zip(names, values, ses, t_text, strict=True)
+    ]
+
+
+def _quantile_line(resid: np.ndarray, places: int | None = None) -> str:
     q = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1.0])
     header = ["Min", "1Q", "Median", "3Q", "Max"]
-    vals = [f"{v:.4f}" for v in q]
+    vals = _column(q) if places is None else [f"{v:.{places}f}" for v in q]
     width = max(len(v) for v in vals + header)
     return " ".join(h.rjust(width) for h in header) + "\n" + " ".join(v.rjust(width) for v in vals)
 
@@ -117,7 +134,7 @@ class OlsResult:
         p = 2 * scipy.stats.t.sf(np.abs(t), self.df_resid)
         rows = _coef_rows(self.params.index, self.params.to_numpy(), self.bse.to_numpy())
         for row, pv in zip(rows, p, strict=True):
-            row.append("<2e-16" if pv < 2e-16 else _sig(pv, 3))
+            row.append("< 2e-16" if pv < 2e-16 else _sig(pv, 3))
         out = [
             f"Call:\nlm(formula = {self.formula})",
             "",
@@ -290,22 +307,24 @@ class LmmResult:
                     ["", "AIC", "BIC", "logLik", "deviance", "df.resid"],
                 )
             )
+        variances = _column([self.sigma2_group, self.sigma2_resid])
+        sds = _column([self.sigma_group, self.sigma_resid])
         if self.design is not None:
-            lines += ["", "Scaled residuals:", _quantile_line(self.resid() / self.sigma_resid)]
+            lines += [
+                "",
+                "Scaled residuals:",
+                _quantile_line(self.resid() / self.sigma_resid, places=4),
+            ]
         lines += [
             "",
             "Random effects:",
             _fmt_table(
                 [
-                    [
-                        f" {self.group}",
-                        "(Intercept)",
-                        _sig(self.sigma2_group, 4),
-                        _sig(self.sigma_group, 4),
-                    ],
-                    [" Residual", "", _sig(self.sigma2_resid, 5), _sig(self.sigma_resid, 4)],
+                    [f" {self.group}", "(Intercept)", variances[0], sds[0]],
+                    [" Residual", "", variances[1], sds[1]],
                 ],
                 [" Groups", "Name", "Variance", "Std.Dev."],
+                left=2,
             ),
             f"Number of obs: {self.n_obs}, groups:  {self.group}, {self.n_groups}",
             "",

@@ -158,3 +158,15 @@ def test_near_boundary_fit():
     assert (scaled.fe_params["Intercept"] + 5e-3) * 1e3 == pytest.approx(
         fit.fe_params["Intercept"], rel=TOL
     )
+
+
+def test_very_unbalanced_question_shape_fits_at_large_theta():
+    """Regression: the subtracted form of A(u) once lost positive definiteness near theta = 1e4 here."""
+    frame = helpers.simulate_clustered(
+        n_clusters=24, n_obs=326_362, size_imbalance=1.2, share_spread=0.5, seed=3
+    )
+    stats = helpers.build_design(frame, "y ~ condition + (1 | cluster)").stats
+    values = helpers.criterion(stats, np.array([1e2, 1e3, 1e4]))
+    assert np.isfinite(values).all()
+    fit = helpers.fit_lmm(frame, "y ~ condition + (1 | cluster)")
+    assert fit.converged and 0 < fit.theta < 10
