@@ -178,29 +178,43 @@ def sufficient_stats(
     y = np.asarray(y, dtype=float)
     names = list(term_names) if term_names is not None else [f"x{k}" for k in range(X.shape[1])]
     q, r = _qr(X, names)
+    q = np.asfortranarray(q)  # column-major: every per-column pass below reads contiguous memory
     qty = q.T @ y
     e = y - q @ qty
     correction = q.T @ e  # one step of re-orthogonalisation for offsets such as y + 1e6
     e -= q @ correction
-    gamma = qty + correction
-    beta_ols = scipy.linalg.solve_triangular(r, gamma)
+    beta_ols = scipy.linalg.solve_triangular(r, qty + correction)
     counts = np.bincount(codes, minlength=n_groups)
-    sum_q = _grouped_sums(codes, q, n_groups)
-    sum_e = _grouped_sums(codes, e, n_groups)
-    safe_n = np.maximum(counts, 1)[:, None]
-    q_within = q - (sum_q / safe_n)[codes]
-    e_within = e - (sum_e / safe_n[:, 0])[codes]
-    return SufficientStats(
-        counts=counts.astype(np.int64),
-        sum_q=sum_q,
-        sum_e=sum_e,
-        ete=float(e @ e),
-        r_factor=r,
-        beta_ols=beta_ols,
-        within_qq=q_within.T @ q_within,
-        within_qe=q_within.T @ e_within,
-        within_ee=float(e_within @ e_within),
+    inv_n = 1.0 / np.maximum(counts, 1)
+    p = q.shape[1]
+    sum_e = np.bincount(codes, weights=e, minlength=n_groups)
+    e_within = e - (sum_e * inv_n)[codes]
+    sum_q = np.empty((n_groups, p))
+    q_within = np.empty_like(q)
+    for k in range(p):
+        sum_q[:, k] = np.bincount(codes, weights=q[:, k], minlength=n_groups)
+        q_within[:, k] = q[:, k] - (sum_q[:, k] * inv_n)[codes]
+    return _frozen(
+        SufficientStats(
+            counts=counts.astype(np.int64),
+            sum_q=sum_q,
+            sum_e=sum_e,
+            ete=float(e @ e),
+            r_factor=r,
+            beta_ols=beta_ols,
+            within_qq=q_within.T @ q_within,
+            within_qe=q_within.T @ e_within,
+            within_ee=float(e_within @ e_within),
+        )
     )
+
+
+def _frozen(stats: SufficientStats) -> SufficientStats:
+    """Make the arrays read-only, so no later call can change the statistics a result rests on."""
+    for value in vars(stats).values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return stats
 
 
 def stats_from_cross_products(
@@ -259,16 +273,18 @@ def stats_from_cross_products(
     sum_e = sum_y - sum_x @ beta_ols
     inv_n = 1.0 / np.maximum(counts, 1)
     # Q'Q = I and Q'e = 0, so the within cross-products follow from the sums (rows are not at hand here)
-    return SufficientStats(
-        counts=counts,
-        sum_q=sum_q,
-        sum_e=sum_e,
-        ete=max(ete, 0.0),
-        r_factor=chol,
-        beta_ols=beta_ols,
-        within_qq=np.eye(p) - (sum_q * inv_n[:, None]).T @ sum_q,
-        within_qe=-(sum_q.T @ (inv_n * sum_e)),
-        within_ee=max(ete - float(inv_n @ (sum_e * sum_e)), 0.0),
+    return _frozen(
+        SufficientStats(
+            counts=counts,
+            sum_q=sum_q,
+            sum_e=sum_e,
+            ete=max(ete, 0.0),
+            r_factor=chol,
+            beta_ols=beta_ols,
+            within_qq=np.eye(p) - (sum_q * inv_n[:, None]).T @ sum_q,
+            within_qe=-(sum_q.T @ (inv_n * sum_e)),
+            within_ee=max(ete - float(inv_n @ (sum_e * sum_e)), 0.0),
+        )
     )
 
 
@@ -333,9 +349,18 @@ def _required_columns(fixed: str, original: str) -> list[str]:
     return sorted(required, key=str)
 
 
+def _drop_unused(values: pd.Series) -> pd.Series:
+    """Drop categories without rows (as R's droplevels), without sorting when none are unused."""
+    codes = values.cat.codes.to_numpy()
+    used = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)) > 0
+    if used.all():
+        return values
+    return values.cat.remove_unused_categories()
+
+
 def _encode_groups(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.cat.remove_unused_categories()
+        values = _drop_unused(values)
         return values.cat.codes.to_numpy().astype(np.int64), pd.Index(values.cat.categories)
     codes, labels = pd.factorize(values, sort=True)
     return codes.astype(np.int64), pd.Index(labels)
@@ -373,6 +398,11 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
     """
     import formulaic
 
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(
+            f"Expected the data as a pandas DataFrame, got {type(data).__name__}; "
+            "convert it with pandas.DataFrame(...) first."
+        )
     parsed = parse_formula(formula, group)
     columns = _required_columns(parsed.fixed, formula)
     if parsed.group is not None and parsed.group not in columns:
@@ -400,10 +430,11 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
             + ", ".join(repr(c) for c in columns)
             + "; check which columns are empty."
         )
-    frame = frame.copy()
     for col in columns:
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            frame[col] = frame[col].cat.remove_unused_categories()
+            tidy = _drop_unused(frame[col])
+            if tidy is not frame[col]:
+                frame = frame.assign(**{col: tidy})
 
     try:
         matrices = formulaic.model_matrix(parsed.fixed, frame, na_action="raise")
@@ -452,6 +483,11 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
         raise DataError(
             f"The grouping column {parsed.group!r} has {len(labels)} distinct value(s) after dropping rows "
             "with missing values; a random intercept needs at least 2 groups."
+        )
+    if len(labels) >= len(y):
+        raise DataError(
+            f"The grouping column {parsed.group!r} has as many groups ({len(labels)}) as rows; with one row "
+            "per group the group and residual variances cannot be told apart. Check the grouping column."
         )
     stats = sufficient_stats(X, y, codes, len(labels), term_names)
     return Design(

@@ -15,6 +15,7 @@ import scipy.optimize
 from .design import Design, SufficientStats, build_design
 from .objective import criterion, criterion_derivative, profile
 from .results import LmmResult, OlsResult
+from .validate import DataError
 
 __all__ = ["fit_ols", "fit_lmm", "fit_lmm_from_stats", "optimize_theta", "THETA_GRID"]
 
@@ -225,10 +226,13 @@ def fit_lmm(
     """
     design = build_design(data, formula, group)
     if design.group is None:
-        from .validate import DataError
-
         raise DataError(
             "fit_lmm needs a grouping column: add '(1 | group)' to the formula or pass group='column'."
+        )
+    if design.stats.ete <= 1e-24 * max(float(design.y @ design.y), 1e-300):
+        raise DataError(
+            f"The response {design.response!r} is fitted exactly by the fixed effects (for example, it is "
+            "constant): no variation is left for the random intercept or the residual to explain."
         )
     theta, converged = optimize_theta(design.stats, reml)
     if not converged:

@@ -176,7 +176,9 @@ def criterion_derivative(stats: SufficientStats, theta: float, reml: bool = True
     slope = float((n / (1.0 + n * u)).sum())
     dof = stats.n_obs - stats.n_params if reml else stats.n_obs
     if reml:
-        solved = scipy.linalg.cho_solve(chol, stats.sum_q.T, check_finite=False)  # (p, J)
+        solved = scipy.linalg.cho_solve(
+            chol, np.ascontiguousarray(stats.sum_q.T), check_finite=False
+        )
         slope -= float((dc * np.einsum("jk,kj->j", stats.sum_q, solved)).sum())
     slope -= dof * float((dc * rho * rho).sum()) / r2
     return slope
