@@ -31,7 +31,7 @@ test: env browser lint
 	$(BIN)/python -m pytest
 
 html: env
-	$(BIN)/python -m helpers.build_site
+	$(BIN)/python site/build.py
 
 format: env
 	$(BIN)/ruff format .
