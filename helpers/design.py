@@ -15,6 +15,7 @@ then of residual-sized, well-scaled numbers, whatever the offsets and units of t
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -78,6 +79,13 @@ class SufficientStats:
     def n_obs(self) -> int:
         """The number of rows N."""
         return int(self.counts.sum())
+
+    @functools.cached_property
+    def r_inverse(self) -> np.ndarray:
+        """R^{-1}, computed once (a p x p inverse; it maps the rotated basis back to X's)."""
+        inverse = np.linalg.inv(self.r_factor)
+        inverse.setflags(write=False)
+        return inverse
 
     @property
     def n_groups(self) -> int:
@@ -211,7 +219,7 @@ def sufficient_stats(
 
 def _frozen(stats: SufficientStats) -> SufficientStats:
     """Make the arrays read-only, so no later call can change the statistics a result rests on."""
-    for value in vars(stats).values():
+    for value in list(vars(stats).values()):
         if isinstance(value, np.ndarray):
             value.setflags(write=False)
     return stats

@@ -238,12 +238,12 @@ def profile(stats: SufficientStats, theta: float, reml: bool = True) -> Profile:
     """
     u, c, chol, delta, r2, logdet_a_q, log_det_v = _core(stats, theta)
     value = float(_criterion_from_core(stats, r2, logdet_a_q, log_det_v, reml))
-    r = stats.r_factor
-    beta = stats.beta_ols + scipy.linalg.solve_triangular(r, delta)
+    r_inv = stats.r_inverse
+    beta = stats.beta_ols + r_inv @ delta
     dof = stats.n_obs - stats.n_params if reml else stats.n_obs
     sigma2 = r2 / dof
-    a_q_inv = scipy.linalg.cho_solve(chol, np.eye(r.shape[0]), check_finite=False)
-    r_inv = scipy.linalg.solve_triangular(r, np.eye(r.shape[0]))
+    chol_inv = np.linalg.inv(np.triu(chol[0]))  # A_Q = U'U, so A_Q^{-1} = U^{-1} U^{-T}
+    a_q_inv = chol_inv @ chol_inv.T
     cov_beta = sigma2 * (r_inv @ a_q_inv @ r_inv.T)
     cov_beta = 0.5 * (cov_beta + cov_beta.T)
     cluster_resid_sum = stats.sum_e - stats.sum_q @ delta

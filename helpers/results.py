@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 __all__ = ["OlsResult", "LmmResult", "r_term_name"]
 
@@ -130,6 +129,8 @@ class OlsResult:
 
     def summary(self) -> str:
         """Text laid out like R's ``summary(lm(...))``."""
+        import scipy.stats  # imported here: it is slow to load and only the summary needs it
+
         t = self.tvalues
         p = 2 * scipy.stats.t.sf(np.abs(t), self.df_resid)
         rows = _coef_rows(self.params.index, self.params.to_numpy(), self.bse.to_numpy())

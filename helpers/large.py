@@ -1,0 +1,902 @@
+"""Sufficient statistics straight from a CSV or Parquet file, with DuckDB, without loading the rows.
+
+The random-intercept likelihood needs only the cluster sizes, the per-cluster sums of each model column
+and of the response, and the global cross-products X'X, X'y and y'y (see :mod:`helpers.design`). A
+database computes all of them in one ``GROUP BY`` scan, so a file of a hundred million rows fits in a few
+hundred megabytes of memory.
+
+How the scan works
+------------------
+1. **Types and columns** come from the file's schema: numeric (and boolean) columns are numeric
+   predictors; text columns are categorical, with levels sorted as R sorts them (or, for a Parquet
+   dictionary column, in its stored order, as pandas and R's arrow read it); ``reference`` moves a level
+   to the front.
+2. **A short first pass** averages the numeric columns and the response over the first complete rows
+   (up to ``centre_rows``). These averages are the centring shifts.
+3. **One scan** groups the rows by cluster, by every combination of the categorical predictors (a
+   "cell") and by a missing-value flag per numeric column, and returns per cell the row count, the sums
+   of the centred numeric values (the response, each numeric predictor and each product an interaction
+   needs) and their co-moments (DuckDB's ``covar_pop``, which it accumulates stably). Cells with a
+   missing value are counted as dropped rows and otherwise ignored. The scan costs about as much as a
+   plain ``GROUP BY`` with ``count`` and ``sum`` (see ``benchmarks/large_file.py``).
+4. **In numpy**, formulaic expands the categorical predictors of each cell into treatment dummies (the
+   same columns, names and reference levels as :func:`helpers.design.build_design`), the cells are
+   combined into centred cross-products and within-cluster cross-products, and the centring is undone
+   exactly as a reparametrisation (``Z = X T``), so the result matches the in-memory statistics.
+
+The centring only has to be close to the means: the sums are then of residual-sized numbers, and the
+exact cross-products follow from the cell counts, sums and co-moments. Reading only the first rows for
+the shifts keeps the whole fit at one full scan of the file (``centre_rows=None`` averages every row,
+at the cost of a second scan, and gives the same result).
+
+Rows with a missing value in any model column are dropped, as :func:`helpers.design.build_design` drops
+them (R's ``na.omit``); NaN counts as missing, and the CSV reader treats the same strings as missing as
+pandas does (``NA``, ``NaN``, ``NULL``, an empty field, ...). The number dropped, and how many missing
+values each column contributed, are part of the result.
+
+Supported formulas: a response, plain columns (numeric or text; backticks for names with spaces or dots),
+interactions of them (``a:b``, ``a*b``), ``0 +`` or ``- 1``, and one ``(1 | group)`` term.
+Transformations such as ``log(x)`` or ``C(x)`` need the rows; add them as columns to the file first.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from .design import RowsDroppedWarning, SufficientStats, stats_from_cross_products
+from .validate import DataError, check_columns, parse_formula
+
+__all__ = [
+    "FileDesign",
+    "NA_STRINGS",
+    "check_file",
+    "file_format",
+    "file_columns",
+    "design_from_file",
+    "fit_lmm_file",
+    "ols_from_stats",
+]
+
+#: Strings read as missing in CSV files: pandas' defaults, so both readers agree.
+NA_STRINGS = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
+
+_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_COMPRESSED = (".gz", ".zst")
+_NUMERIC_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+    "BOOLEAN",
+)
+
+
+def file_format(path) -> str:
+    """The format of a data file from its name: ``"csv"``, ``"tsv"`` or ``"parquet"``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    DataError
+        For any other extension.
+
+    Examples
+    --------
+    >>> file_format("radon.csv"), file_format("cells.parquet"), file_format("big.csv.gz")
+    ('csv', 'parquet', 'csv')
+    >>> file_format("book.xlsx")
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: File 'book.xlsx' has an unknown format ('.xlsx'); give a CSV (.csv, .tsv) or Parquet (.parquet) file.
+    """
+    name = Path(path).name.lower()
+    for suffix in _COMPRESSED:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    ext = Path(name).suffix
+    if ext not in _FORMATS:
+        shown = ext if ext else "no extension"
+        raise DataError(
+            f"File {Path(path).name!r} has an unknown format ({shown!r}); give a CSV (.csv, .tsv) or "
+            "Parquet (.parquet) file."
+        )
+    return _FORMATS[ext]
+
+
+def check_file(path) -> str:
+    """Check that a data file exists, can be read, is not empty and has a known format.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        Its format, as :func:`file_format` gives it.
+
+    Raises
+    ------
+    DataError
+        With one sentence naming the file and the problem.
+
+    Examples
+    --------
+    >>> check_file("no/such/file.csv")
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: File 'no/such/file.csv' does not exist; check the path.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"File {str(path)!r} does not exist; check the path.")
+    if p.is_dir():
+        raise DataError(f"{str(path)!r} is a folder, not a data file; give a CSV or Parquet file.")
+    if not os.access(p, os.R_OK):
+        raise DataError(f"File {str(path)!r} cannot be read (permission denied).")
+    try:
+        with open(p, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise DataError(f"File {str(path)!r} cannot be read ({exc.strerror or exc}).") from None
+    if p.stat().st_size == 0:
+        raise DataError(f"File {str(path)!r} is empty (0 bytes).")
+    return file_format(p)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _source_sql(path, fmt: str) -> str:
+    literal = _quote_literal(str(Path(path).resolve()))
+    if fmt == "parquet":
+        return f"read_parquet({literal})"
+    nulls = "[" + ", ".join(_quote_literal(s) for s in NA_STRINGS) + "]"
+    delim = ", delim='\\t'" if fmt == "tsv" else ""
+    return f"read_csv({literal}, header=true, nullstr={nulls}{delim})"
+
+
+def _connect():
+    import duckdb
+
+    return duckdb.connect(":memory:")
+
+
+def _read_error(path, fmt: str, exc: Exception) -> DataError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first.replace(str(Path(path).resolve()), Path(path).name)
+    kind = "Parquet" if fmt == "parquet" else "CSV"
+    return DataError(f"File {Path(path).name!r} could not be read as {kind}: {first}")
+
+
+def file_columns(path, connection=None) -> dict:
+    """The columns of a CSV or Parquet file and their DuckDB types, read from its header or schema.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    connection : duckdb.DuckDBPyConnection, optional
+
+    Returns
+    -------
+    dict
+        Column name -> DuckDB type name (``"DOUBLE"``, ``"VARCHAR"``, ...), in file order.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = Path(folder) / "tiny.csv"
+    >>> _ = path.write_text("y,arm,my col\\n1.5,a,1\\n2.5,b,2\\n")
+    >>> file_columns(path)
+    {'y': 'DOUBLE', 'arm': 'VARCHAR', 'my col': 'BIGINT'}
+    """
+    fmt = check_file(path)
+    con = connection or _connect()
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {_source_sql(path, fmt)}").fetchall()
+    except Exception as exc:  # duckdb raises several error types for unreadable files
+        raise _read_error(path, fmt, exc) from None
+    finally:
+        if connection is None:
+            con.close()
+    return {name: kind for name, kind, *_ in rows}
+
+
+def _is_numeric(kind: str) -> bool:
+    return kind.split("(")[0] in _NUMERIC_TYPES
+
+
+def _is_float(kind: str) -> bool:
+    return kind in ("FLOAT", "DOUBLE")
+
+
+@dataclass(frozen=True, eq=False)
+class FileDesign:
+    """The sufficient statistics of a file, and what the scan learned about its rows.
+
+    It carries the fields of :class:`helpers.design.Design` that do not need rows.
+
+    Attributes
+    ----------
+    path : str
+    formula : str
+    response : str
+    group : str
+    term_names : list of str
+        Fixed-effect names in the formulaic convention (``Intercept``, ``condition[T.stim]``).
+    group_labels : pandas.Index
+        The cluster labels, sorted.
+    stats : helpers.design.SufficientStats
+    n_rows : int
+        Rows in the file.
+    n_dropped : int
+        Rows dropped for a missing value in a model column.
+    dropped_by_column : dict
+        Missing values per model column, among the dropped rows.
+    levels : dict
+        Categorical predictor -> its levels in model order (the first is the reference).
+    numeric : list of str
+        The numeric predictors.
+    shifts : dict
+        The centring shift of the response, of each numeric predictor and of each product of numeric
+        predictors that an interaction needs (named ``"x1:x2"``).
+    """
+
+    path: str
+    formula: str
+    response: str
+    group: str
+    term_names: list
+    group_labels: pd.Index
+    stats: SufficientStats
+    n_rows: int
+    n_dropped: int
+    dropped_by_column: dict = field(default_factory=dict)
+    levels: dict = field(default_factory=dict)
+    numeric: list = field(default_factory=list)
+    shifts: dict = field(default_factory=dict)
+
+    @property
+    def n_obs(self) -> int:
+        """Complete rows used by the fit."""
+        return self.stats.n_obs
+
+    @property
+    def n_groups(self) -> int:
+        return self.stats.n_groups
+
+
+def _parse_terms(fixed: str):
+    """The response, the predictors, and each term's variables; a DataError for transformations."""
+    import formulaic
+
+    try:
+        parsed = formulaic.Formula(fixed)
+        rhs = list(parsed.rhs)
+        lhs = list(parsed.lhs)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"The formula {fixed!r} has a syntax error: {first}") from None
+    variables = []
+    terms = []
+    for term in lhs + rhs:
+        names = []
+        for factor in term.factors:
+            method = getattr(factor.eval_method, "value", str(factor.eval_method))
+            if method == "literal":
+                continue
+            if method != "lookup":
+                raise DataError(
+                    f"The large-file path cannot compute {factor.expr!r}: it supports plain columns and "
+                    "their interactions. Add the transformed values to the file as a column, or fit "
+                    "without the large-file path."
+                )
+            names.append(factor.expr)
+            if factor.expr not in variables:
+                variables.append(factor.expr)
+        terms.append(names)
+    if len(lhs) != 1 or len(lhs[0].factors) != 1:
+        raise DataError(f"The formula {fixed!r} needs exactly one response column left of '~'.")
+    response = lhs[0].factors[0].expr
+    return response, [v for v in variables if v != response], terms[len(lhs) :]
+
+
+def _parquet_dictionary_levels(path, column: str):
+    """The stored level order of a Parquet dictionary (pandas categorical) column, else None."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        handle = pq.ParquetFile(path)
+        schema = handle.schema_arrow
+        kind = schema.field(column).type
+        if not pa.types.is_dictionary(kind) or handle.num_row_groups == 0:
+            return None
+        chunk = handle.read_row_group(0, columns=[column]).column(column)
+        if chunk.num_chunks == 0:
+            return None
+        return [str(v) for v in chunk.chunk(0).dictionary.to_pylist()]
+    except Exception:  # a missing or unusual schema falls back to sorted levels
+        return None
+
+
+def design_from_file(
+    path,
+    formula: str,
+    *,
+    group: str | None = None,
+    reference: dict | None = None,
+    centre_rows: int | None = 1_000_000,
+    connection=None,
+) -> FileDesign:
+    """Compute a model's sufficient statistics from a CSV or Parquet file, in one DuckDB scan.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.csv``, ``.tsv`` (optionally ``.gz``) or ``.parquet`` file.
+    formula : str
+        ``"y ~ x + (1 | g)"``, or a fixed-effects formula with ``group``. Plain columns and their
+        interactions only (see the module notes).
+    group : str, optional
+        The grouping column, when the formula has no ``(1 | g)`` term.
+    reference : dict, optional
+        ``{column: level}``: the reference (first) level of a categorical predictor.
+    centre_rows : int or None, default 1_000_000
+        How many complete rows the first pass averages for the centring shifts; None averages all rows
+        (a second full scan, rarely worth it: any shift near the means gives the same accuracy).
+    connection : duckdb.DuckDBPyConnection, optional
+        A connection to use (for example with a memory limit); a private one by default.
+
+    Returns
+    -------
+    FileDesign
+
+    Raises
+    ------
+    DataError
+        For a missing or unreadable file, a column not in it, a non-numeric response, a grouping column
+        with fewer than 2 levels, an absent reference level, or a formula the path cannot compute.
+
+    Warns
+    -----
+    helpers.design.RowsDroppedWarning
+        When rows with missing values are dropped, saying how many.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from helpers.data import load_dataset
+    >>> path = Path(tempfile.mkdtemp()) / "sleep.parquet"
+    >>> load_dataset("sleepstudy").to_parquet(path)
+    >>> d = design_from_file(path, "Reaction ~ Days + (1 | Subject)")
+    >>> d.term_names, d.n_obs, d.n_groups, d.n_dropped
+    (['Intercept', 'Days'], 180, 18, 0)
+    """
+    import formulaic
+
+    fmt = check_file(path)
+    reference = dict(reference or {})
+    parsed = parse_formula(formula, group)
+    if parsed.group is None:
+        raise DataError(
+            "The formula has no random intercept: add '(1 | group)' with your grouping column, for "
+            "example 'y ~ x + (1 | cluster)'."
+        )
+    response, variables, terms = _parse_terms(parsed.fixed)
+    group = parsed.group
+
+    con = connection or _connect()
+    try:
+        types = file_columns(path, con)
+        source = _source_sql(path, fmt)
+        if not con.execute(f"SELECT 1 FROM {source} LIMIT 1").fetchall():
+            raise DataError(f"File {Path(path).name!r} has no data rows.")
+        model_columns = list(dict.fromkeys([response] + variables + [group]))
+        # existence, with validate's own message and suggestions (the values are stand-ins)
+        stand_in = pd.DataFrame({c: [0.0] for c in types})
+        check_columns(stand_in, model_columns + list(reference))
+        if not _is_numeric(types[response]) or types[response] == "BOOLEAN":
+            raise DataError(
+                f"The response {response!r} is not numeric (type {types[response]}); convert it to "
+                "numbers first."
+            )
+        numeric = [v for v in variables if _is_numeric(types[v])]
+        categorical = [v for v in variables if not _is_numeric(types[v])]
+        for column in reference:
+            if column not in model_columns:
+                raise DataError(
+                    f"The reference level is set for {column!r}, which the formula does not use."
+                )
+            if _is_numeric(types[column]):
+                raise DataError(
+                    f"The reference level is set for {column!r}, which is numeric; a reference level "
+                    "applies to a text (categorical) column."
+                )
+        atoms = list(dict.fromkeys(_atom(names, numeric) for names in terms))
+        atoms = [a for a in atoms if a]
+        cells, shifts, missing = _scan(
+            con, source, types, response, atoms, model_columns, categorical, group, centre_rows
+        )
+    except DataError:
+        raise
+    except Exception as exc:  # duckdb raises several error types for unreadable files
+        raise _read_error(path, fmt, exc) from None
+    finally:
+        if connection is None:
+            con.close()
+
+    n_all = int(cells["n_rows"].sum()) if len(cells) else 0
+    if n_all == 0:
+        raise DataError(f"File {Path(path).name!r} has no data rows.")
+    for column in model_columns:
+        if missing.get(column, 0) == n_all:
+            raise DataError(
+                f"Column {column!r} is entirely missing ({n_all} rows, all empty); fill it or drop it "
+                "from the formula."
+            )
+    complete = cells[cells["n"] > 0].reset_index(drop=True)
+    n_obs = int(complete["n"].sum())
+    n_dropped = n_all - n_obs
+    dropped_by_column = {c: int(missing[c]) for c in model_columns if missing.get(c, 0)}
+    if n_dropped:
+        detail = ", ".join(f"{c}: {k}" for c, k in dropped_by_column.items())
+        warnings.warn(
+            f"Dropped {n_dropped} of {n_all} rows with missing values ({detail}).",
+            RowsDroppedWarning,
+            stacklevel=2,
+        )
+    if n_obs == 0:
+        raise DataError(
+            "No rows are left after dropping rows with missing values in "
+            + ", ".join(repr(c) for c in model_columns)
+            + "; check which columns are empty."
+        )
+
+    for column, wanted in reference.items():
+        key = "__group" if column == group else column
+        seen = sorted({str(v) for v in cells[key].dropna()})
+        if str(wanted) not in seen:
+            shown = ", ".join(repr(v) for v in seen[:12])
+            raise DataError(
+                f"Reference level {wanted!r} is not a value of column {column!r}; its levels are {shown}."
+            )
+    levels = {}
+    for column in categorical:
+        wanted = reference.get(column)
+        present = sorted({str(v) for v in complete[column]})
+        stored = _parquet_dictionary_levels(path, column) if fmt == "parquet" else None
+        if stored:
+            ordered = [v for v in stored if v in present] + [v for v in present if v not in stored]
+        else:
+            ordered = present
+        if wanted is not None and str(wanted) in ordered:
+            ordered = [str(wanted)] + [v for v in ordered if v != str(wanted)]
+        levels[column] = ordered
+
+    labels = sorted(set(complete["__group"].tolist()), key=lambda v: (str(type(v)), v))
+    if len(labels) < 2:
+        raise DataError(
+            f"The grouping column {group!r} has {len(labels)} distinct value(s) after dropping rows with "
+            "missing values; a random intercept needs at least 2 groups (and ideally 5 or more)."
+        )
+    codes = pd.Index(labels).get_indexer(complete["__group"])
+
+    # formulaic expands each cell's categorical values into the model's columns. The numeric columns are
+    # set to 1 here, so each model column is (this indicator) x (the product of its numeric columns).
+    frame = pd.DataFrame(index=range(len(complete)))
+    for column in categorical:
+        frame[column] = pd.Categorical(
+            complete[column].astype(str).to_numpy(), categories=levels[column]
+        )
+    for column in numeric + [response]:
+        frame[column] = 1.0
+    try:
+        matrices = formulaic.model_matrix(parsed.fixed, frame, na_action="raise")
+    except Exception as exc:
+        raise DataError(
+            f"The formula {parsed.fixed!r} could not be applied to the data: {exc}"
+        ) from None
+    indicator = np.asarray(matrices.rhs, dtype=float)
+    term_names = list(matrices.rhs.columns)
+    column_atoms = {}
+    for structure in matrices.rhs.model_spec.structure:
+        atom = _atom([f.expr for f in structure.term.factors], numeric)
+        for name in structure.columns:
+            column_atoms[name] = atom
+    stats = _combine(
+        complete,
+        indicator,
+        [column_atoms[name] for name in term_names],
+        atoms,
+        shifts,
+        codes,
+        len(labels),
+        term_names,
+    )
+    return FileDesign(
+        path=str(path),
+        formula=formula,
+        response=response,
+        group=group,
+        term_names=term_names,
+        group_labels=pd.Index(labels, name=group),
+        stats=stats,
+        n_rows=n_all,
+        n_dropped=n_dropped,
+        dropped_by_column=dropped_by_column,
+        levels=levels,
+        numeric=numeric,
+        shifts={(response if k == _RESPONSE else ":".join(k)): v for k, v in shifts.items()},
+    )
+
+
+def _atom(names, numeric) -> tuple:
+    """The numeric columns of a term, as a sorted tuple (the product a model column carries)."""
+    return tuple(sorted(v for v in names if v in numeric))
+
+
+_RESPONSE = "__response__"
+
+
+def _scan(con, source, types, response, atoms, model_columns, categorical, group, centre_rows):
+    """The first pass (centring shifts) and the one grouped scan; returns the per-cell sums."""
+    q = _quote_ident
+
+    def missing_expr(column):
+        if _is_float(types[column]):
+            return f"({q(column)} IS NULL OR isnan({q(column)}))"
+        return f"({q(column)} IS NULL)"
+
+    def value_expr(key):
+        columns = [response] if key == _RESPONSE else list(key)
+        return " * ".join(f"CAST({q(c)} AS DOUBLE)" for c in columns)
+
+    ok = " AND ".join(f"NOT {missing_expr(c)}" for c in model_columns)
+    keys = [_RESPONSE] + atoms
+    m = len(keys)
+
+    # first pass: the centring shifts, from the first complete rows
+    limit = "" if centre_rows is None else f" LIMIT {int(centre_rows)}"
+    inner = ", ".join(f"{value_expr(k)} AS v{a}" for a, k in enumerate(keys))
+    avgs = ", ".join(f"avg(v{a})" for a in range(m))
+    first = con.execute(f"SELECT {avgs} FROM (SELECT {inner} FROM {source} WHERE {ok}{limit})")
+    row = first.fetchone()
+    shifts = {
+        k: (float(v) if v is not None and np.isfinite(v) else 0.0)
+        for k, v in zip(keys, row, strict=True)
+    }
+
+    # The one full scan, grouped by cluster, by the categorical predictors and by a "missing" flag per
+    # numeric column (a missing text value is a NULL key already). Cells with a NULL key or a raised flag
+    # hold the dropped rows: they are counted, and their sums are ignored. Grouping by the flags rather
+    # than filtering keeps the scan as light as a plain GROUP BY.
+    others = [c for c in categorical if c != group]
+    flagged = [c for c in model_columns if _is_numeric(types[c])]
+    select = [f"{q(group)} AS __group"]
+    select += [f"CAST({q(c)} AS VARCHAR) AS __k{i}" for i, c in enumerate(others)]
+    select += [f"{missing_expr(c)} AS __m{i}" for i, c in enumerate(flagged)]
+    select += [f"{value_expr(k)} - ({shifts[k]!r}) AS __d{a}" for a, k in enumerate(keys)]
+    aggs = ["count(*) AS n_rows"]
+    aggs += [f"sum(__d{a}) AS s{a}" for a in range(m)]
+    aggs += [f"covar_pop(__d{a}, __d{b}) AS c{a}_{b}" for a in range(m) for b in range(a, m)]
+    group_cols = ["__group"]
+    group_cols += [f"__k{i}" for i in range(len(others))]
+    group_cols += [f"__m{i}" for i in range(len(flagged))]
+    sql = (
+        f"SELECT {', '.join(group_cols)}, {', '.join(aggs)} "
+        f"FROM (SELECT {', '.join(select)} FROM {source}) GROUP BY {', '.join(group_cols)}"
+    )
+    cursor = con.execute(sql)
+    cells = pd.DataFrame(cursor.fetchall(), columns=[d[0] for d in cursor.description])
+    cells = cells.rename(columns={f"__k{i}": c for i, c in enumerate(others)})
+    if group in categorical:
+        cells[group] = cells["__group"].astype("string").astype(object)
+    n_rows = cells["n_rows"].to_numpy(dtype=np.int64)
+    dropped = np.zeros(len(cells), dtype=bool)
+    missing = {}
+    for column in model_columns:
+        if column in flagged:
+            is_missing = cells[f"__m{flagged.index(column)}"].to_numpy(dtype=bool)
+        else:
+            is_missing = cells["__group" if column == group else column].isna().to_numpy()
+        missing[column] = int(n_rows[is_missing].sum())
+        dropped |= is_missing
+    cells["n"] = np.where(dropped, 0, n_rows)
+    cells = cells.drop(columns=[f"__m{i}" for i in range(len(flagged))])
+
+    # an infinite value makes the sums non-finite: name the column
+    sums = cells.loc[
+        cells["n"] > 0, [c for c in cells.columns if c[0] in "sc" and c[1:2].isdigit()]
+    ]
+    if len(sums) and not np.isfinite(sums.astype(float).fillna(0.0).to_numpy()).all():
+        for column in [response] + [c for c in model_columns if c in {v for a in atoms for v in a}]:
+            found = con.execute(
+                f"SELECT count(*) FROM {source} WHERE isinf(CAST({q(column)} AS DOUBLE))"
+            ).fetchone()[0]
+            if found:
+                raise DataError(
+                    f"Column {column!r} has {found} infinite value(s); replace them with finite numbers "
+                    "or with missing values."
+                )
+        raise DataError(
+            "The sums of the model columns overflow; rescale the response or the predictors."
+        )
+    return cells, shifts, missing
+
+
+def _in_span(basis: np.ndarray, target: np.ndarray):
+    """Coefficients v with basis @ v == target on every cell, or None when target is not in the span."""
+    if basis.shape[1] == 0:
+        return None
+    v, *_ = np.linalg.lstsq(basis, target, rcond=None)
+    if np.max(np.abs(basis @ v - target), initial=0.0) > 1e-9 * max(1.0, np.abs(target).max()):
+        return None
+    # dummies give integer combinations (the intercept, or a full set of levels); take them exactly,
+    # since the coefficients multiply the centring shifts
+    exact = np.round(v)
+    if np.array_equal(basis @ exact, target):
+        return exact
+    return v
+
+
+def _combine(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, term_names):
+    """Per-cell counts, sums and co-moments -> the model's sufficient statistics.
+
+    Write d for a centred value (value - shift). On a cell, a model column is X_j = I_j (d_a + shift_a),
+    with I_j its categorical indicator and a its numeric column (or product of columns), or X_j = I_j for
+    a dummy. When I_j is a combination of the dummy columns (always, with main effects present), the
+    centred column Z_j = I_j d_a is X_j minus shift_a times that combination: Z = X T with T = I - N and
+    N^2 = 0. Likewise y - shift_y, when the model's columns span the constant. The statistics of
+    (Z, y - shift_y) are formed from the cells and mapped back to X exactly: R_x = R_z T^{-1} = R_z (I + N)
+    and beta_x = T gamma + shift_y w (X w = 1); the sums of Q and of the OLS residuals do not change.
+
+    The within-cluster cross-products are summed from the cells' own co-moments (which DuckDB
+    accumulates stably) plus the spread of the cell means around their cluster's mean, so they keep full
+    precision when the clusters differ by much more than the rows within them.
+    """
+    keys = [_RESPONSE] + atoms
+    m = len(keys)
+    n_cells, p = indicator.shape
+    count = cells["n"].to_numpy(dtype=float)
+    safe = np.maximum(count, 1.0)
+    means = np.column_stack([cells[f"s{a}"].to_numpy(dtype=float) / safe for a in range(m)])
+    comoment = np.zeros((n_cells, m, m))
+    for a in range(m):
+        for b in range(a, m):
+            v = np.nan_to_num(cells[f"c{a}_{b}"].to_numpy(dtype=float)) * count
+            comoment[:, a, b] = comoment[:, b, a] = v
+    position = {k: a for a, k in enumerate(keys)}
+
+    # loadings[c] writes (Z_1 .. Z_p, y - shift_y) on cell c as offset + slope @ d
+    offset = np.zeros((n_cells, p + 1))
+    slope = np.zeros((n_cells, p + 1, m))
+    dummies = [j for j, atom in enumerate(column_atoms) if not atom]
+    basis = indicator[:, dummies]
+    n_matrix = np.zeros((p, p))
+    for j, atom in enumerate(column_atoms):
+        if not atom:
+            offset[:, j] = indicator[:, j]
+            continue
+        slope[:, j, position[atom]] = indicator[:, j]
+        v = _in_span(basis, indicator[:, j])
+        if v is None:  # not centrable: keep X_j itself
+            offset[:, j] = indicator[:, j] * shifts[atom]
+        else:
+            n_matrix[dummies, j] = shifts[atom] * v
+    w = _in_span(basis, np.ones(n_cells))
+    weights = np.zeros(p)
+    y_shift = 0.0
+    if w is not None:
+        weights[dummies] = w
+        y_shift = shifts[_RESPONSE]
+    slope[:, p, 0] = 1.0
+    offset[:, p] = shifts[_RESPONSE] - y_shift
+
+    cell_mean = offset + np.einsum("cjm,cm->cj", slope, means)
+    internal = np.einsum("cjm,cmn,ckn->jk", slope, comoment, slope)
+    cross = internal + np.einsum("c,cj,ck->jk", count, cell_mean, cell_mean)
+    counts = np.bincount(codes, weights=count, minlength=n_groups)
+    sums = np.column_stack(
+        [
+            np.bincount(codes, weights=count * cell_mean[:, j], minlength=n_groups)
+            for j in range(p + 1)
+        ]
+    ).reshape(n_groups, p + 1)
+    spread = cell_mean - (sums / np.maximum(counts, 1.0)[:, None])[codes]
+    within = internal + np.einsum("c,cj,ck->jk", count, spread, spread)
+    cross = 0.5 * (cross + cross.T)
+    within = 0.5 * (within + within.T)
+
+    base = stats_from_cross_products(
+        counts.round().astype(np.int64),
+        sums[:, :p],
+        sums[:, p],
+        cross[:p, :p],
+        cross[:p, p],
+        float(cross[p, p]),
+        term_names,
+    )
+    # the within cross-products of Q = Z R^{-1} and of e = y - Z gamma, from the accurate ones of (Z, y)
+    r_z, gamma = base.r_factor, base.beta_ols
+    w_zz, w_zy, w_yy = within[:p, :p], within[:p, p], float(within[p, p])
+    r_inv = scipy.linalg.solve_triangular(r_z, np.eye(p))
+    w_ze = w_zy - w_zz @ gamma
+    within_qq = r_inv.T @ w_zz @ r_inv
+    within_qe = r_inv.T @ w_ze
+    within_ee = max(w_yy - 2.0 * float(gamma @ w_zy) + float(gamma @ w_zz @ gamma), 0.0)
+
+    r_x = r_z @ (np.eye(p) + n_matrix)
+    sum_q = base.sum_q
+    if np.abs(np.tril(r_x, -1)).max(initial=0.0) > 0:
+        rotation, r_x = np.linalg.qr(r_x)
+        sum_q = sum_q @ rotation
+        within_qq = rotation.T @ within_qq @ rotation
+        within_qe = rotation.T @ within_qe
+    beta = gamma - n_matrix @ gamma + y_shift * weights
+    return SufficientStats(
+        counts=base.counts,
+        sum_q=sum_q,
+        sum_e=base.sum_e,
+        ete=base.ete,
+        r_factor=r_x,
+        beta_ols=beta,
+        within_qq=0.5 * (within_qq + within_qq.T),
+        within_qe=within_qe,
+        within_ee=within_ee,
+    )
+
+
+def fit_lmm_file(
+    path,
+    formula: str,
+    *,
+    group: str | None = None,
+    reference: dict | None = None,
+    reml: bool = True,
+    centre_rows: int | None = 1_000_000,
+):
+    """Fit the random-intercept model to a CSV or Parquet file through DuckDB, without loading its rows.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    formula : str
+    group : str, optional
+    reference : dict, optional
+        ``{column: level}`` for categorical predictors.
+    reml : bool, default True
+    centre_rows : int or None, default 1_000_000
+        See :func:`design_from_file`.
+
+    Returns
+    -------
+    helpers.results.LmmResult
+        With ``design=None`` (there are no rows), so ``fitted()`` and ``resid()`` are unavailable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from helpers.data import load_dataset
+    >>> path = Path(tempfile.mkdtemp()) / "dyestuff.csv"
+    >>> load_dataset("dyestuff").to_csv(path, index=False)
+    >>> fit = fit_lmm_file(path, "Yield ~ 1 + (1 | Batch)")
+    >>> round(fit.criterion, 6), round(float(fit.bse["Intercept"]), 5)
+    (319.654277, 19.38341)
+    """
+    from .fit import fit_lmm_from_stats
+
+    design = design_from_file(
+        path, formula, group=group, reference=reference, centre_rows=centre_rows
+    )
+    return fit_lmm_from_stats(
+        design.stats,
+        design.term_names,
+        design.group_labels,
+        reml=reml,
+        formula=formula,
+        response=design.response,
+        group=design.group,
+        n_dropped=design.n_dropped,
+    )
+
+
+def ols_from_stats(stats: SufficientStats, term_names, *, formula: str = "", n_dropped: int = 0):
+    """Pooled OLS (R's ``lm``) from sufficient statistics alone.
+
+    Parameters
+    ----------
+    stats : helpers.design.SufficientStats
+    term_names : list of str
+    formula : str, optional
+    n_dropped : int, default 0
+
+    Returns
+    -------
+    helpers.results.OlsResult
+        With an empty ``resid`` (there are no rows) and no cluster-robust standard errors.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> d = build_design(load_dataset("sleepstudy"), "Reaction ~ Days + (1 | Subject)")
+    >>> ols_from_stats(d.stats, d.term_names).bse.round(6).to_dict()
+    {'Intercept': 6.610154, 'Days': 1.238195}
+    """
+
+    from .results import OlsResult
+
+    names = list(term_names)
+    n, p = stats.n_obs, stats.n_params
+    df_resid = n - p
+    sigma2 = float(stats.ete) / df_resid
+    r_inv = stats.r_inverse
+    cov = sigma2 * (r_inv @ r_inv.T)
+    cov = 0.5 * (cov + cov.T)
+    return OlsResult(
+        params=pd.Series(np.asarray(stats.beta_ols, dtype=float), index=names, name="estimate"),
+        bse=pd.Series(np.sqrt(np.diag(cov)), index=names, name="std_error"),
+        cov_params=pd.DataFrame(cov, index=names, columns=names),
+        sigma2=sigma2,
+        n_obs=n,
+        df_resid=df_resid,
+        n_dropped=n_dropped,
+        resid=np.empty(0),
+        formula=formula,
+    )

@@ -1,0 +1,528 @@
+"""Pure figure functions: each takes fitted objects or sufficient statistics and returns a new Figure.
+
+Nothing here calls ``pyplot.show`` or touches pyplot's list of open figures: the figures are built with
+:class:`matplotlib.figure.Figure` directly, so they never pile up in memory and never display twice. In a
+notebook, the returned figure displays as a PNG when it is the last expression of a cell.
+
+Colours are fixed across the package: pooled OLS orange, the mixed model blue, the within estimator green,
+cluster-level (no-pooling) quantities grey.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib.figure
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from .decompose import default_thetas, fixed_effect_path, large_theta_limit, within_estimator
+from .design import SufficientStats
+from .fit import optimize_theta
+from .objective import criterion
+
+__all__ = [
+    "plot_pooling",
+    "plot_fixed_effect_path",
+    "plot_criteria",
+    "plot_caterpillar",
+    "figure_to_png",
+    "COLORS",
+]
+
+#: The package's colours, so every figure tells the estimators apart the same way.
+COLORS = {
+    "ols": "tab:orange",
+    "lmm": "tab:blue",
+    "within": "tab:green",
+    "cluster": "0.45",
+    "ml": "tab:purple",
+}
+
+
+class HelperFigure(matplotlib.figure.Figure):
+    """A matplotlib Figure that shows itself as a PNG in IPython, whatever the matplotlib backend."""
+
+    def _repr_png_(self) -> bytes:
+        return figure_to_png(self, bbox_inches="tight")
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(7.0, 4.5), dpi=None, **subplot_kw):
+    """Create a :class:`HelperFigure` with a grid of axes, outside pyplot.
+
+    Parameters
+    ----------
+    nrows, ncols : int
+    figsize : tuple of float
+    dpi : float, optional
+        matplotlib's default when not given.
+    **subplot_kw
+        Passed to :meth:`matplotlib.figure.Figure.subplots` (``sharex``, ``squeeze`` ...).
+
+    Returns
+    -------
+    fig : HelperFigure
+    axes : Axes or ndarray of Axes
+
+    Examples
+    --------
+    >>> fig, ax = new_figure()
+    >>> type(fig).__name__, len(fig.axes)
+    ('HelperFigure', 1)
+    """
+    fig = HelperFigure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, **subplot_kw)
+    return fig, axes
+
+
+def figure_to_png(fig, *, dpi=None, **savefig_kw) -> bytes:
+    """Render a figure to PNG bytes.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    dpi : float, optional
+        Defaults to the figure's own.
+    **savefig_kw
+        Passed to ``savefig`` (for example ``bbox_inches="tight"``).
+
+    Returns
+    -------
+    bytes
+
+    Examples
+    --------
+    >>> fig, ax = new_figure(figsize=(2, 1))
+    >>> figure_to_png(fig, dpi=50)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi if dpi is not None else fig.dpi, **savefig_kw)
+    return buffer.getvalue()
+
+
+def _symlog_theta(ax, thetas) -> None:
+    positive = np.asarray(thetas, dtype=float)
+    positive = positive[positive > 0]
+    linthresh = float(positive.min()) if positive.size else 1.0
+    ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
+    ax.set_xlim(0, float(np.max(thetas)) * 1.05 if positive.size else 1.0)
+
+
+def _theta_label(reml: bool | None = None) -> str:
+    return r"$\theta = \sigma_b / \sigma$ (symlog axis; $\theta = 0$ is pooled OLS)"
+
+
+def draw_path(
+    ax,
+    path: pd.DataFrame,
+    term: str,
+    *,
+    ols: float,
+    limit: float | None,
+    limit_label: str,
+    theta_hat: float | None,
+    method: str = "REML",
+    se_multiplier: float = 1.0,
+    legend: bool = True,
+) -> None:
+    """Draw one term's fixed-effect path on ``ax`` (used by :func:`plot_fixed_effect_path` and widgets).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    path : pandas.DataFrame
+        From :func:`helpers.decompose.fixed_effect_path`; must contain ``theta_hat`` if given.
+    term : str
+    ols : float
+        The pooled OLS estimate (the theta = 0 asymptote).
+    limit : float or None
+        The theta -> infinity asymptote (the within estimator), or None / NaN for none.
+    limit_label : str
+    theta_hat : float or None
+        The fitted theta, marked on the path.
+    method : str, default "REML"
+    se_multiplier : float, default 1.0
+        Half-width of the band, in standard errors.
+    legend : bool, default True
+
+    Examples
+    --------
+    >>> path = pd.DataFrame({"theta": [0.0, 1.0, 2.0], "term": "b", "estimate": [1.0, 2.0, 2.5],
+    ...                      "std_error": [0.1, 0.2, 0.3]})
+    >>> fig, ax = new_figure()
+    >>> draw_path(ax, path, "b", ols=1.0, limit=3.0, limit_label="within", theta_hat=1.0)
+    >>> sorted(line.get_gid() for line in ax.get_lines() if line.get_gid())
+    ['limit', 'ols', 'ols_marker', 'path', 'theta_hat']
+    """
+    part = path[path["term"] == term].sort_values("theta")
+    x = part["theta"].to_numpy()
+    y = part["estimate"].to_numpy()
+    se = part["std_error"].to_numpy()
+    band = ax.fill_between(
+        x,
+        y - se_multiplier * se,
+        y + se_multiplier * se,
+        color=COLORS["lmm"],
+        alpha=0.18,
+        linewidth=0,
+        label=f"± {se_multiplier:g} SE",
+    )
+    band.set_gid("band")
+    (line,) = ax.plot(x, y, color=COLORS["lmm"], linewidth=2, label="GLS estimate at this θ")
+    line.set_gid("path")
+    ax.axhline(
+        ols, color=COLORS["ols"], linestyle="--", linewidth=1.2, label="pooled OLS (θ = 0)"
+    ).set_gid("ols")
+    if limit is not None and np.isfinite(limit):
+        ax.axhline(
+            limit, color=COLORS["within"], linestyle=":", linewidth=1.6, label=limit_label
+        ).set_gid("limit")
+    (ols_marker,) = ax.plot([0.0], [ols], "s", color=COLORS["ols"], markersize=7)
+    ols_marker.set_gid("ols_marker")
+    if theta_hat is not None:
+        at = part.loc[np.isclose(part["theta"], theta_hat, rtol=1e-12, atol=0)]
+        y_hat = float(at["estimate"].iloc[0]) if len(at) else float(np.interp(theta_hat, x, y))
+        ax.plot(
+            [theta_hat],
+            [y_hat],
+            marker="o",
+            color=COLORS["lmm"],
+            markeredgecolor="black",
+            markersize=8,
+            linestyle="none",
+            label=f"{method} fit (θ = {theta_hat:.3g})",
+        )[0].set_gid("theta_hat")
+        ax.axvline(theta_hat, color="0.6", linewidth=0.8, zorder=0)
+    _symlog_theta(ax, x)
+    # Frame the estimates, both asymptotes and the band at theta_hat; the band may run off beyond.
+    keep = [y.min(), y.max(), ols]
+    if limit is not None and np.isfinite(limit):
+        keep.append(limit)
+    if theta_hat is not None:
+        se_hat = float(np.interp(theta_hat, x, se))
+        keep += [y_hat - se_multiplier * se_hat, y_hat + se_multiplier * se_hat]
+    else:
+        keep += [y[0] - se_multiplier * se[0], y[0] + se_multiplier * se[0]]
+    low, high = min(keep), max(keep)
+    pad = 0.12 * (high - low) if high > low else max(abs(high), 1.0) * 0.05
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel(_theta_label())
+    ax.set_ylabel(f"estimate of {term}")
+    if legend:
+        ax.legend(fontsize="small", loc="best")
+
+
+def plot_fixed_effect_path(
+    stats: SufficientStats,
+    term_names,
+    *,
+    theta_hat: float | None = None,
+    reml: bool = True,
+    thetas=None,
+    terms=None,
+    within=None,
+    title: str | None = None,
+    se_multiplier: float = 1.0,
+):
+    """The fixed effects (with a standard-error band) as theta runs from 0 (pooled OLS) upward.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    term_names : list of str
+    theta_hat : float, optional
+        The fitted theta to mark; by default the optimum of the criterion (REML or ML).
+    reml : bool, default True
+    thetas : array_like, optional
+        The grid; by default :func:`helpers.decompose.default_thetas` (which contains ``theta_hat``).
+    terms : list of str, optional
+        The terms to draw, one panel each; all by default.
+    within : pandas.Series or dict, optional
+        The theta -> infinity asymptotes to draw; by default
+        :func:`helpers.decompose.large_theta_limit` (the within estimator for terms that vary within
+        clusters; for the others, the between regression with equal cluster weights).
+    title : str, optional
+    se_multiplier : float, default 1.0
+        Half-width of the band in standard errors.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per term.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> d = build_design(load_dataset("radon"), "log_radon ~ floor + (1 | county)")
+    >>> fig = plot_fixed_effect_path(d.stats, d.term_names)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['Intercept', 'floor']
+    """
+    names = list(term_names)
+    terms = names if terms is None else list(terms)
+    unknown = [t for t in terms if t not in names]
+    if unknown:
+        raise ValueError(f"Unknown term(s) {unknown}; choose from {names}.")
+    if theta_hat is None:
+        theta_hat, _ = optimize_theta(stats, reml)
+    grid = default_thetas(stats, theta_hat=theta_hat) if thetas is None else np.asarray(thetas)
+    if theta_hat is not None and not np.isclose(grid, theta_hat, rtol=1e-12, atol=0).any():
+        grid = np.sort(np.append(grid, theta_hat))
+    path = fixed_effect_path(stats, names, grid, reml=reml)
+    if within is None:
+        limits = large_theta_limit(stats, names)
+        within_ok = within_estimator(stats, names).notna()
+    else:
+        limits = pd.Series(within, dtype=float).reindex(names)
+        within_ok = limits.notna()
+    fig, axes = new_figure(1, len(terms), figsize=(5.2 * len(terms), 4.4), squeeze=False)
+    for ax, term in zip(axes[0], terms, strict=True):
+        label = (
+            "within estimator (θ → ∞)" if within_ok[term] else "θ → ∞ limit (equal cluster weights)"
+        )
+        draw_path(
+            ax,
+            path,
+            term,
+            ols=float(path.loc[(path["theta"] == 0) & (path["term"] == term), "estimate"].iloc[0])
+            if (path["theta"] == 0).any()
+            else float(stats.beta_ols[names.index(term)]),
+            limit=float(limits[term]),
+            limit_label=label,
+            theta_hat=theta_hat,
+            method="REML" if reml else "ML",
+            se_multiplier=se_multiplier,
+        )
+        ax.set_title(term)
+    fig.suptitle(title or "Fixed effects along the path from pooled OLS to the within estimator")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def plot_criteria(stats: SufficientStats, *, thetas=None, title: str | None = None):
+    """The profiled ML deviance and REML criterion against theta, each relative to its minimum.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    thetas : array_like, optional
+        By default :func:`helpers.decompose.default_thetas`, widened to contain both optima.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel; the y axis is symlog so both the neighbourhood of the optima and the far values fit.
+        A dotted line at 3.84 (the 95% point of chi-square with 1 df) marks the profile interval for theta.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> fig = plot_criteria(build_design(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)").stats)
+    >>> sorted(line.get_label() for line in fig.axes[0].get_lines() if line.get_gid() == "criterion")
+    ['ML deviance', 'REML criterion']
+    """
+    theta_reml, _ = optimize_theta(stats, True)
+    theta_ml, _ = optimize_theta(stats, False)
+    if thetas is None:
+        grid = default_thetas(stats, theta_hat=max(theta_reml, theta_ml) or None)
+    else:
+        grid = np.asarray(thetas, dtype=float)
+    grid = np.unique(np.concatenate([grid, [theta_reml, theta_ml]]))
+    fig, ax = new_figure(figsize=(7.0, 4.5))
+    for reml, theta_hat, name, color, style in (
+        (True, theta_reml, "REML criterion", COLORS["lmm"], "-"),
+        (False, theta_ml, "ML deviance", COLORS["ml"], "--"),
+    ):
+        values = criterion(stats, grid, reml)
+        best = criterion(stats, theta_hat, reml)
+        (line,) = ax.plot(
+            grid, values - best, color=color, linestyle=style, linewidth=2, label=name
+        )
+        line.set_gid("criterion")
+        ax.plot(
+            [theta_hat],
+            [0.0],
+            marker="o",
+            color=color,
+            markeredgecolor="black",
+            linestyle="none",
+            markersize=8,
+            label=f"{name.split()[0]} optimum $\\hat\\theta$ = {theta_hat:.4g}",
+        )[0].set_gid("optimum")
+    ax.axhline(3.84, color="0.5", linestyle=":", label="3.84: 95% profile interval for $\\theta$")
+    _symlog_theta(ax, grid)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=-0.05)
+    ax.set_xlabel(_theta_label())
+    ax.set_ylabel("criterion minus its minimum (symlog axis)")
+    ax.set_title(title or "Profiled ML and REML criteria")
+    ax.legend(fontsize="small")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def _pooling_quantities(fit):
+    """Per-cluster sizes, no-pooling and partial-pooling levels, and the two overall levels."""
+    stats = fit.stats
+    names = list(fit.fe_params.index)
+    beta = fit.fe_params.to_numpy()
+    n = stats.counts.astype(float)
+    raw = (stats.sum_y - stats.sum_x @ beta) / n
+    base = float(fit.fe_params["Intercept"]) if "Intercept" in names else 0.0
+    ols_base = float(stats.beta_ols[names.index("Intercept")]) if "Intercept" in names else 0.0
+    return n, base + raw, base + fit.ranef.to_numpy(), base, ols_base
+
+
+def _spread_ties(n: np.ndarray) -> np.ndarray:
+    """Multiply tied sizes by small factors (at most about +-10%) so their arrows do not overlap."""
+    x = n.astype(float).copy()
+    for value in np.unique(n):
+        idx = np.flatnonzero(n == value)
+        if len(idx) > 1:
+            x[idx] = value * np.exp(np.linspace(-0.1, 0.1, len(idx)))
+    return x
+
+
+def plot_pooling(fit, *, title: str | None = None):
+    """No pooling, partial pooling and complete pooling, cluster by cluster, with shrinkage arrows.
+
+    For each cluster, an open circle shows its own level (no pooling) and a filled circle the mixed
+    model's (partial pooling); an arrow joins them. Two horizontal lines show the mixed model's fixed
+    intercept, toward which partial pooling pulls, and pooled OLS's (complete pooling).
+
+    With covariates, a cluster's level is its mean adjusted to the reference covariates:
+    ``Intercept + (ybar_i - xbar_i' beta)`` (no pooling) and ``Intercept + b_i`` (partial pooling), with
+    the mixed model's beta. In an intercept-only model these are the cluster mean and the conditional
+    estimate.
+
+    Parameters
+    ----------
+    fit : LmmResult
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        x = cluster size (on a log axis when the sizes span more than a factor of 20; tied sizes are
+        spread slightly), y = the cluster's level.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fig = plot_pooling(fit_lmm(load_dataset("radon"), "log_radon ~ floor + (1 | county)"))
+    >>> fig.axes[0].get_xscale(), len(fig.axes[0].get_legend().get_texts())
+    ('log', 4)
+    """
+    n, raw, partial, base, ols_base = _pooling_quantities(fit)
+    x = _spread_ties(n)
+    fig, ax = new_figure(figsize=(7.5, 4.8))
+    for xi, start, end in zip(x, raw, partial, strict=True):
+        ax.annotate(
+            "",
+            xy=(xi, end),
+            xytext=(xi, start),
+            arrowprops={"arrowstyle": "->", "color": "0.55", "linewidth": 0.9, "shrinkA": 0},
+        ).set_gid("shrinkage_arrow")
+    ax.scatter(
+        x,
+        raw,
+        facecolors="none",
+        edgecolors=COLORS["cluster"],
+        s=28,
+        label="no pooling: the cluster's own level",
+        zorder=3,
+    ).set_gid("no_pooling")
+    ax.scatter(
+        x,
+        partial,
+        color=COLORS["lmm"],
+        s=22,
+        label="partial pooling: mixed model",
+        zorder=4,
+    ).set_gid("partial_pooling")
+    ax.axhline(
+        base, color=COLORS["lmm"], linewidth=1.5, label="mixed model's fixed intercept"
+    ).set_gid("lmm_level")
+    ax.axhline(
+        ols_base,
+        color=COLORS["ols"],
+        linestyle="--",
+        linewidth=1.5,
+        label="complete pooling: pooled OLS",
+    ).set_gid("ols_level")
+    wide = n.max() > 20 * n.min()
+    if wide:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"rows in the {fit.group} (cluster size $n_i${', log axis' if wide else ''})")
+    ylabel = f"{fit.response}: cluster level"
+    if len(fit.fe_params) > 1:
+        ylabel += " (at the reference covariates)"
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"Shrinkage: each {fit.group} pulled toward the overall level")
+    ax.legend(fontsize="small", loc="best")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def plot_caterpillar(fit, *, title: str | None = None):
+    """Conditional modes of the random intercepts with 95% intervals (+-1.96 conditional SD), sorted.
+
+    Parameters
+    ----------
+    fit : LmmResult
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per cluster, from lowest to highest mode; cluster names label the rows when there are at
+        most 40.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fig = plot_caterpillar(fit_lmm(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)"))
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ['F', 'D', 'A', 'B', 'C', 'E']
+    """
+    order = np.argsort(fit.ranef.to_numpy(), kind="stable")
+    modes = fit.ranef.to_numpy()[order]
+    half = 1.96 * fit.ranef_sd.to_numpy()[order]
+    labels = [str(v) for v in fit.ranef.index[order]]
+    positions = np.arange(len(modes))
+    height = min(max(3.0, 0.22 * len(modes) + 1.2), 10.0)
+    fig, ax = new_figure(figsize=(6.5, height))
+    container = ax.errorbar(
+        modes,
+        positions,
+        xerr=half,
+        fmt="o",
+        color=COLORS["lmm"],
+        ecolor="0.5",
+        markersize=4,
+        capsize=0,
+        label="conditional mode $\\pm$ 1.96 conditional SD",
+    )
+    container.lines[0].set_gid("modes")
+    ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--", label="the fixed intercept (0)")
+    if len(modes) <= 40:
+        ax.set_yticks(positions, labels)
+    else:
+        ax.set_yticks([])
+    ax.set_ylim(-1, len(modes))
+    ax.set_xlabel(
+        f"conditional mode $\\hat b_i$ of the {fit.group} intercept ({fit.response} units)"
+    )
+    ax.set_ylabel(f"{fit.group}, sorted by mode")
+    ax.set_title(title or f"Random intercepts by {fit.group} (conditional modes, 95% intervals)")
+    ax.legend(fontsize="small", loc="lower right")
+    fig.set_layout_engine("constrained")
+    return fig

@@ -1,0 +1,282 @@
+"""The explorer: simulated sufficient statistics, its pure figure, the live widget and its static twin."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import scipy.stats  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import helpers.widgets as widgets  # noqa: E402
+from helpers.decompose import fixed_effect_path  # noqa: E402
+from helpers.fit import fit_lmm, fit_lmm_from_stats, fit_ols  # noqa: E402
+from helpers.widgets import (  # noqa: E402
+    QUESTION_SHAPE,
+    STATIC_NOTE,
+    explorer,
+    explorer_figure,
+    simulate_question_stats,
+    static_explorer,
+)
+
+SMALL = {"n_obs": 3_000}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _rows_with_these_cells(sim, seed=1):
+    """Rows whose cluster-by-condition cells have exactly the simulated counts, sums and squares."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i, label in enumerate(sim.cluster_labels):
+        for c, condition in enumerate(["unstim", "stim"]):
+            n = int(sim.cell_counts[i, c])
+            mean = sim.cell_sums[i, c] / n
+            if n >= 2:
+                d = rng.standard_normal(n)
+                d -= d.mean()
+                d *= np.sqrt(sim.cell_squares[i, c] / (d @ d))
+            else:
+                d = np.zeros(n)
+            frames.append(
+                pd.DataFrame({"pSHP2": mean + d, "condition": condition, "cluster": label})
+            )
+    df = pd.concat(frames, ignore_index=True)
+    df["condition"] = pd.Categorical(df["condition"], categories=["unstim", "stim"])
+    df["cluster"] = pd.Categorical(df["cluster"], categories=sim.cluster_labels)
+    return df
+
+
+# --- the simulated sufficient statistics ---------------------------------------------------------------
+
+
+def test_question_shape_by_default():
+    sim = simulate_question_stats()
+    assert sim.stats.n_obs == 326_362 == QUESTION_SHAPE["n_obs"]
+    assert sim.stats.n_groups == 24
+    assert sim.cell_counts.sum() == 326_362
+    np.testing.assert_array_equal(sim.cell_counts.sum(axis=1), sim.stats.counts)
+    # with 326,362 rows the residual variance is pinned down: within 2% of the truth
+    fit = fit_lmm_from_stats(sim.stats, sim.term_names)
+    assert fit.sigma2_resid == pytest.approx(QUESTION_SHAPE["sigma_resid"] ** 2, rel=0.02)
+    # as in the question, pooled OLS sits below the mixed model's intercept
+    assert sim.stats.beta_ols[0] < fit.fe_params["Intercept"] - 0.05
+
+
+def test_statistics_equal_those_of_rows_with_the_same_cells():
+    sim = simulate_question_stats(0.25, 1.2, seed=4, **SMALL)
+    rows = _rows_with_these_cells(sim)
+    from_rows = fit_lmm(rows, "pSHP2 ~ condition + (1 | cluster)")
+    from_stats = fit_lmm_from_stats(sim.stats, sim.term_names, sim.cluster_labels)
+    np.testing.assert_allclose(from_stats.fe_params, from_rows.fe_params, rtol=1e-8)
+    np.testing.assert_allclose(from_stats.bse, from_rows.bse, rtol=1e-7)
+    assert from_stats.sigma2_group == pytest.approx(from_rows.sigma2_group, rel=1e-7)
+    assert from_stats.criterion == pytest.approx(from_rows.criterion, rel=1e-10)
+
+
+def test_cell_draws_have_the_exact_distributions():
+    """Across seeds, standardised cell sums are N(0, 1) and scaled squares chi-square(n - 1)."""
+    sigma = QUESTION_SHAPE["sigma_resid"]
+    z, p_chi = [], []
+    for seed in range(150):
+        sim = simulate_question_stats(0.3, 1.0, seed=seed, n_obs=2_000)
+        n = sim.cell_counts.astype(float)
+        mu = QUESTION_SHAPE["intercept"] + np.array([0.0, QUESTION_SHAPE["slope"]])
+        expected = n * (mu[None, :] + sim.cluster_effects[:, None])
+        z.append(((sim.cell_sums - expected) / (sigma * np.sqrt(n))).ravel())
+        p_chi.append(scipy.stats.chi2.cdf(sim.cell_squares / sigma**2, n - 1).ravel())
+    assert scipy.stats.kstest(np.concatenate(z), "norm").pvalue > 1e-3
+    assert scipy.stats.kstest(np.concatenate(p_chi), "uniform").pvalue > 1e-3
+
+
+def test_common_random_numbers_across_slider_values():
+    low = simulate_question_stats(0.2, 1.5, seed=7, **SMALL)
+    high = simulate_question_stats(0.4, 1.5, seed=7, **SMALL)
+    # the between-cluster SD slider only rescales the same cluster effects
+    np.testing.assert_array_equal(low.cell_counts, high.cell_counts)
+    np.testing.assert_allclose(high.cluster_effects, 2 * low.cluster_effects, rtol=1e-14)
+    np.testing.assert_allclose(
+        high.stats.sum_y - low.stats.sum_y,
+        low.stats.counts * (high.cluster_effects - low.cluster_effects),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(high.cell_squares, low.cell_squares, rtol=1e-14)
+    # the imbalance slider resizes the same clusters and keeps their effects
+    other = simulate_question_stats(0.2, 0.5, seed=7, **SMALL)
+    np.testing.assert_array_equal(other.cluster_effects, low.cluster_effects)
+    assert other.stats.counts.max() < low.stats.counts.max()
+    # a different seed is a different data set
+    assert not np.array_equal(
+        simulate_question_stats(0.2, 1.5, seed=8, **SMALL).cell_sums, low.cell_sums
+    )
+
+
+def test_zero_imbalance_gives_equal_sizes_and_bad_values_fail():
+    sim = simulate_question_stats(0.3, 0.0, **SMALL)
+    assert sim.stats.counts.max() - sim.stats.counts.min() <= 1
+    with pytest.raises(ValueError, match="sigma_group"):
+        simulate_question_stats(-0.1, 1.0)
+    with pytest.raises(ValueError, match="size_imbalance"):
+        simulate_question_stats(0.1, float("nan"))
+    with pytest.raises(TypeError, match="Unknown setting"):
+        simulate_question_stats(0.1, 1.0, n_rows=10)
+
+
+# --- the pure figure ---------------------------------------------------------------------------------------
+
+
+def test_explorer_figure_draws_the_fit_of_its_position():
+    fig = explorer_figure(0.4, 1.0, seed=2, **SMALL)
+    assert isinstance(fig, Figure)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "Intercept along θ",
+        "Condition effect along θ",
+        "Shrinkage and cluster weights",
+    ]
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    assert "0.40" in fig._suptitle.get_text() and "1.00" in fig._suptitle.get_text()
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 9
+
+    sim = simulate_question_stats(0.4, 1.0, seed=2, **SMALL)
+    fit = fit_lmm_from_stats(sim.stats, sim.term_names)
+    ols = fit_ols_from_sim(sim)
+    for k, (ax, term) in enumerate(zip(fig.axes[:2], sim.term_names, strict=True)):
+        (line,) = [a for a in ax.get_lines() if a.get_gid() == "path"]
+        path = fixed_effect_path(sim.stats, sim.term_names, line.get_xdata())
+        np.testing.assert_allclose(
+            line.get_ydata(), path.loc[path["term"] == term, "estimate"], rtol=1e-12
+        )
+        (marker,) = [a for a in ax.get_lines() if a.get_gid() == "theta_hat"]
+        assert marker.get_xdata()[0] == pytest.approx(fit.theta, rel=1e-9)
+        assert marker.get_ydata()[0] == pytest.approx(fit.fe_params[term], rel=1e-9)
+        # 95% intervals: pooled OLS at theta = 0, the mixed model at theta-hat
+        (bars,) = [c for c in ax.collections if c.get_gid() == "intervals"]
+        (x0, ols_low), (_, ols_high) = bars.get_segments()[0]
+        (x1, lmm_low), (_, lmm_high) = bars.get_segments()[1]
+        assert x0 == 0.0 and x1 == pytest.approx(fit.theta)
+        np.testing.assert_allclose(
+            [ols_low, ols_high],
+            ols.params.iloc[k] + np.array([-1.96, 1.96]) * ols.bse.iloc[k],
+            rtol=1e-9,
+        )
+        np.testing.assert_allclose(
+            [lmm_low, lmm_high],
+            fit.fe_params[term] + np.array([-1.96, 1.96]) * fit.bse[term],
+            rtol=1e-9,
+        )
+    shrink = fig.axes[2].get_lines()[0]
+    n = sim.stats.counts
+    u = fit.theta**2
+    np.testing.assert_allclose(shrink.get_ydata(), n * u / (1 + n * u), rtol=1e-9)
+    ols_weight = fig.axes[2].get_lines()[2]
+    np.testing.assert_allclose(ols_weight.get_ydata(), n / n.sum() * len(n), rtol=1e-12)
+
+
+def fit_ols_from_sim(sim):
+    """Pooled OLS of rows with exactly the simulated cells (an independent check of the OLS bars)."""
+    return fit_ols(_rows_with_these_cells(sim), "pSHP2 ~ condition")
+
+
+def test_explorer_figure_at_zero_between_variance():
+    fig = explorer_figure(0.0, 1.5, **SMALL)
+    assert len(fig.axes) == 3  # a boundary fit (theta = 0) still draws
+
+
+# --- the live widget ---------------------------------------------------------------------------------------
+
+
+def _png(box) -> bytes:
+    (output,) = box.output.outputs
+    assert output["output_type"] == "display_data", output
+    return base64.b64decode(output["data"]["image/png"])
+
+
+def test_live_explorer_redraws_on_each_slider_move():
+    box = explorer(sigma_group=0.31, size_imbalance=1.5, **SMALL)
+    assert box.redraw_count == 1
+    first = _png(box)
+    assert first.startswith(PNG_MAGIC)
+
+    box.sigma_slider.value = 0.6
+    assert box.redraw_count == 2
+    assert box.last_error is None
+    second = _png(box)
+    assert second != first
+
+    box.imbalance_slider.value = 0.5
+    assert box.redraw_count == 3
+    assert box.last_error is None
+    assert _png(box) != second
+    assert not [o for o in box.output.outputs if o["output_type"] == "error"]
+    assert box.children == (box.sigma_slider, box.imbalance_slider, box.output)
+
+
+def test_live_explorer_shows_a_failing_redraw(monkeypatch):
+    box = explorer(**SMALL)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(widgets, "explorer_figure", broken)
+    box.sigma_slider.value = 0.5
+    assert box.redraw_count == 2
+    assert isinstance(box.last_error, RuntimeError)
+    (output,) = box.output.outputs
+    assert output["output_type"] == "error" and output["ename"] == "RuntimeError"
+
+
+# --- the static twin ---------------------------------------------------------------------------------------
+
+
+def _frames(html: str) -> list[str]:
+    match = re.search(
+        r'<script type="application/json" class="mme-static-frames">(.*?)</script>', html, re.S
+    )
+    assert match
+    return json.loads(match.group(1))
+
+
+def test_static_explorer_two_sliders():
+    page = static_explorer([0.1, 0.3], size_imbalances=[0.5, 1.5], **SMALL).data
+    frames = _frames(page)
+    assert len(frames) == 4 and len(set(frames)) == 4
+    assert all(f.startswith("data:image/png;base64,") for f in frames)
+    assert page.count('type="range"') == 2
+    assert page.count('class="mme-static-slider"') == 2
+    assert page.count('class="mme-static-frame"') == 1
+    assert 'max="1"' in page
+    assert STATIC_NOTE in page
+    # self-contained: no external URL of any kind (base64 has no ':', so '://' only comes from a URL)
+    assert "://" not in page
+    assert "<link" not in page and "@import" not in page and 'src="//' not in page
+    assert '["0.10", "0.30"]' in page and '["0.50", "1.50"]' in page
+    # the start frame is the grid point closest to the defaults (0.3, 1.5): index 1 * 2 + 1
+    assert 'data-frame="3"' in page
+    assert f'src="{frames[3]}"' in page
+
+
+def test_static_explorer_one_slider_unique_ids_modest_size():
+    first = static_explorer([0.0, 0.5], **SMALL).data
+    second = static_explorer([0.2], **SMALL).data
+    assert first.count('class="mme-static-slider"') == 1
+    assert len(_frames(first)) == 2 and len(_frames(second)) == 1
+    ids = re.findall(r'<div class="mme-static-explorer" id="([^"]+)"', first)
+    other = re.findall(r'<div class="mme-static-explorer" id="([^"]+)"', second)
+    assert ids and other and ids != other
+    assert "imbalance fixed at 1.50" in first
+    per_frame = max(len(f) for f in _frames(first))
+    assert per_frame < 150_000  # base64 characters: a few dozen frames stay within a few MB
+
+
+def test_static_explorer_rejects_an_empty_grid():
+    with pytest.raises(ValueError, match="at least one value"):
+        static_explorer([], **SMALL)
