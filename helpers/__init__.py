@@ -31,6 +31,12 @@ _LAZY = {
     "explorer": "widgets",
     "explorer_figure": "widgets",
     "static_explorer": "widgets",
+    "bootstrap": "inference",
+    "confint": "inference",
+    "likelihood_profile": "inference",
+    "predict": "inference",
+    "tests": "inference",
+    "varpar_covariance": "inference",
 }
 
 
@@ -56,7 +62,9 @@ __all__ = [
     "OlsResult",
     "RowsDroppedWarning",
     "SufficientStats",
+    "bootstrap",
     "build_design",
+    "confint",
     "criterion",
     "criterion_derivative",
     "decompose",
@@ -67,6 +75,7 @@ __all__ = [
     "fit_lmm_from_stats",
     "fit_ols",
     "fixed_effect_path",
+    "likelihood_profile",
     "load_dataset",
     "make_objective",
     "optimize_theta",
@@ -75,9 +84,12 @@ __all__ = [
     "plot_criteria",
     "plot_fixed_effect_path",
     "plot_pooling",
+    "predict",
     "profile",
     "seed_question",
     "simulate_clustered",
     "static_explorer",
+    "tests",
+    "varpar_covariance",
     "within_between_blend",
 ]

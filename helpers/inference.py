@@ -1,0 +1,1050 @@
+r"""How sure are we? Intervals, a parametric bootstrap, t tests and predictions for a random-intercept fit.
+
+Four functions, each reachable as a method of :class:`helpers.results.LmmResult`:
+
+- :func:`confint`: confidence intervals for sigma_b, sigma and the fixed effects, by profiling the
+  likelihood (as lme4's ``confint.merMod``), by Wald's normal approximation, or from the bootstrap;
+- :func:`bootstrap`: a parametric bootstrap (as lme4's ``bootMer``), drawn from the sufficient statistics
+  without simulating a single row;
+- :func:`tests`: t statistics with Satterthwaite degrees of freedom (as lmerTest's ``summary``);
+- :func:`predict`: predictions for new rows, with or without the clusters' conditional modes.
+
+Everything works from :class:`helpers.design.SufficientStats`, so it costs the same at 30 rows as at
+326,362. The notation follows :mod:`helpers.objective`: u = theta^2, c_i = u / (1 + n_i u),
+A(u) = X'X - sum_i c_i S_x,i S_x,i', r2(u) the penalised residual sum of squares, and ``dof`` is N - p for
+REML and N for ML.
+
+**The deviance with sigma left free.** Profiling beta out but not sigma,
+
+    D(theta, sigma) = sum_i log(1 + n_i u) [+ log det A(u)] + r2(u) / sigma^2 + dof log(2 pi sigma^2),
+
+with the bracketed term for REML only. Minimising over sigma (sigma^2 = r2 / dof) gives back the profiled
+criterion of :func:`helpers.objective.criterion`. This is lme4's ``devfun2`` (ML) and lmerTest's
+``devfun_vp`` (ML or REML), in the random-intercept case.
+
+**The ML deviance with one fixed effect held fixed.** For fixed theta, the penalised residual sum of
+squares is exactly quadratic in beta: r2(theta, beta) = r2(theta) + (beta - beta(theta))' A (beta -
+beta(theta)). Holding beta_j at b and minimising over the other coefficients leaves
+
+    r2_j(theta, b) = r2(theta) + (b - beta_j(theta))^2 / [A(u)^{-1}]_jj,
+
+which is what lme4 gets by refitting with the offset x_j b and column j removed. The profiled ML deviance
+is then sum_i log(1 + n_i u) + N [1 + log(2 pi r2_j / N)], minimised over theta >= 0. No rows are needed.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.optimize
+import scipy.stats
+
+from .design import SufficientStats
+from .results import OlsResult, r_term_name
+from .validate import DataError
+
+__all__ = ["confint", "bootstrap", "tests", "predict", "likelihood_profile", "varpar_covariance"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+#: The theta grid that brackets a minimum before the 1-D refinement (the same as :mod:`helpers.fit`).
+_THETA_GRID = np.concatenate([[0.0], np.logspace(-4, 4, 81)])
+#: A wider grid (without 0) for the profile over sigma_b, where theta = sigma_b / sigma ranges freely.
+_WIDE_GRID = np.logspace(-6, 6, 121)
+
+
+# --------------------------------------------------------------------------------------------------
+# The vectorised core: the profiled quantities for many values of u (and many replicates) at once
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Fixed:
+    """The parts of the sufficient statistics that depend on X and the clusters only (not on y)."""
+
+    counts: np.ndarray
+    sum_q: np.ndarray
+    within_qq: np.ndarray
+    outer_q: np.ndarray  # (J, p * p): the flattened a_i a_i'
+    r_factor: np.ndarray
+    r_inv: np.ndarray
+    logdet_r: float
+    n_obs: int
+    n_params: int
+
+    @classmethod
+    def of(cls, stats: SufficientStats) -> _Fixed:
+        r = stats.r_factor
+        p = r.shape[0]
+        sum_q = np.asarray(stats.sum_q, dtype=float)
+        return cls(
+            counts=stats.counts.astype(float),
+            sum_q=sum_q,
+            within_qq=np.asarray(stats.within_qq, dtype=float),
+            outer_q=(sum_q[:, :, None] * sum_q[:, None, :]).reshape(sum_q.shape[0], p * p),
+            r_factor=r,
+            r_inv=scipy.linalg.solve_triangular(r, np.eye(p)),
+            logdet_r=2.0 * float(np.log(np.abs(np.diag(r))).sum()),
+            n_obs=stats.n_obs,
+            n_params=p,
+        )
+
+    def dof(self, reml: bool) -> int:
+        return self.n_obs - self.n_params if reml else self.n_obs
+
+
+@dataclass(frozen=True, eq=False)
+class _Resid:
+    """The parts that depend on y: cluster sums and within cross-products of the OLS residuals."""
+
+    sum_e: np.ndarray  # (..., J)
+    within_qe: np.ndarray  # (..., p)
+    within_ee: np.ndarray  # (...)
+
+    @classmethod
+    def of(cls, stats: SufficientStats) -> _Resid:
+        return cls(
+            sum_e=np.asarray(stats.sum_e, dtype=float),
+            within_qe=np.asarray(stats.within_qe, dtype=float),
+            within_ee=np.asarray(stats.within_ee, dtype=float),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Core:
+    """Profiled quantities at (arrays of) u; shapes broadcast over leading axes."""
+
+    r2: np.ndarray
+    delta: np.ndarray  # beta(u) - beta_ols in the rotated basis, shape (..., p)
+    a_inv: np.ndarray  # A_Q(u)^{-1}, shape (..., p, p)
+    logdet_a: np.ndarray  # log det A(u) in the original basis
+    logdet_v: np.ndarray  # sum_i log(1 + n_i u)
+
+
+def _core(fx: _Fixed, u, res: _Resid, logdet: bool = True) -> _Core:
+    """Evaluate the profiled quantities at ``u`` (broadcast against the leading axes of ``res``).
+
+    The cancellation-free form of :mod:`helpers.objective`: with d_i = 1/(n_i (1 + n_i u)),
+    A_Q = W_qq + sum_i d_i a_i a_i', b_Q = W_qe + sum_i d_i a_i s_i, r2 = W_ee + sum_i d_i s_i^2 - b_Q' delta.
+    ``logdet=False`` skips log det A (not needed for slopes or ML).
+    """
+    u = np.asarray(u, dtype=float)[..., None]
+    p = fx.n_params
+    d = 1.0 / (fx.counts * (1.0 + fx.counts * u))
+    a = fx.within_qq + (d @ fx.outer_q).reshape(d.shape[:-1] + (p, p))
+    b = res.within_qe + (d * res.sum_e) @ fx.sum_q
+    a_inv = np.linalg.inv(a)
+    delta = np.sum(a_inv * b[..., None, :], axis=-1)
+    r2 = res.within_ee + np.sum(d * res.sum_e * res.sum_e, axis=-1) - np.sum(b * delta, axis=-1)
+    logdet_a = np.linalg.slogdet(a)[1] + fx.logdet_r if logdet else None
+    logdet_v = np.sum(np.log1p(fx.counts * u), axis=-1)
+    return _Core(r2=r2, delta=delta, a_inv=a_inv, logdet_a=logdet_a, logdet_v=logdet_v)
+
+
+def _criterion(fx: _Fixed, core: _Core, reml: bool) -> np.ndarray:
+    """The profiled REML criterion or ML deviance, as :func:`helpers.objective.criterion`."""
+    dof = fx.dof(reml)
+    r2 = np.where(core.r2 > 0, core.r2, np.nan)
+    value = core.logdet_v + dof * (1.0 + _LOG_2PI + np.log(r2 / dof))
+    if reml:
+        value = value + core.logdet_a
+    return np.where(np.isfinite(value), value, np.inf)
+
+
+def _slope(fx: _Fixed, u, res: _Resid, reml: bool) -> np.ndarray:
+    """d criterion / du in closed form, as :func:`helpers.objective.criterion_derivative`."""
+    core = _core(fx, u, res, logdet=False)
+    u = np.asarray(u, dtype=float)[..., None]
+    dc = 1.0 / (1.0 + fx.counts * u) ** 2
+    rho = res.sum_e - core.delta @ fx.sum_q.T
+    slope = np.sum(fx.counts / (1.0 + fx.counts * u), axis=-1)
+    slope = slope - fx.dof(reml) * np.sum(dc * rho * rho, axis=-1) / core.r2
+    if reml:
+        p = fx.n_params
+        leverage = core.a_inv.reshape(core.a_inv.shape[:-2] + (p * p,)) @ fx.outer_q.T
+        slope = slope - np.sum(dc * leverage, axis=-1)
+    return slope
+
+
+def _deviance_free_sigma(fx: _Fixed, core: _Core, sigma, reml: bool) -> np.ndarray:
+    """D(theta, sigma): the criterion with beta profiled out but sigma left free (see module notes)."""
+    sigma2 = np.asarray(sigma, dtype=float) ** 2
+    value = core.logdet_v + core.r2 / sigma2 + fx.dof(reml) * np.log(2.0 * np.pi * sigma2)
+    if reml:
+        value = value + core.logdet_a
+    return value
+
+
+def _minimize_1d(fun, grid: np.ndarray) -> tuple[float, float]:
+    """Minimise a function of theta: a vectorised grid brackets the minimum, Brent refines it.
+
+    ``fun`` takes an array of thetas. A grid that starts at 0 allows the boundary, compared by value.
+    """
+    values = np.asarray(fun(grid), dtype=float)
+    k = int(np.argmin(values))
+    if k == len(grid) - 1:
+        return float(grid[-1]), float(values[-1])
+    lower, upper = float(grid[max(k - 1, 0)]), float(grid[k + 1])
+    result = scipy.optimize.minimize_scalar(
+        lambda t: float(fun(np.array([t]))[0]),
+        bounds=(lower, upper),
+        method="bounded",
+        options={"xatol": 1e-13 * upper, "maxiter": 500},
+    )
+    best_x, best = float(result.x), float(result.fun)
+    if values[k] < best:
+        best_x, best = float(grid[k]), float(values[k])
+    if grid[0] == 0.0 and values[0] <= best:
+        best_x, best = 0.0, float(values[0])
+    return best_x, best
+
+
+# --------------------------------------------------------------------------------------------------
+# Profiles
+# --------------------------------------------------------------------------------------------------
+
+
+class _Profiler:
+    """Profiled deviances of one fit over sigma_b, sigma and each fixed effect."""
+
+    def __init__(self, stats: SufficientStats, reml: bool):
+        self.stats = stats
+        self.fx = _Fixed.of(stats)
+        self.reml = reml
+        self.res = _Resid.of(stats)
+        theta, self.minimum = _minimize_1d(self._criterion_at, _THETA_GRID)
+        core = self._core(np.array([theta]))
+        self.theta = theta
+        self.sigma = float(np.sqrt(core.r2[0] / self.fx.dof(reml)))
+        self.sigma_group = theta * self.sigma
+        self.beta = stats.beta_ols + self.fx.r_inv @ core.delta[0]
+
+    def _core(self, thetas) -> _Core:
+        thetas = np.asarray(thetas, dtype=float)
+        return _core(self.fx, thetas * thetas, self.res)
+
+    def _criterion_at(self, thetas):
+        return _criterion(self.fx, self._core(thetas), self.reml)
+
+    def at_sigma_group(self, sigma_group: float) -> float:
+        """min over sigma of D(sigma_group / sigma, sigma)."""
+        if sigma_group <= 0:
+            return float(self._criterion_at(np.array([0.0]))[0])
+
+        def fun(thetas):
+            core = self._core(thetas)
+            return _deviance_free_sigma(self.fx, core, sigma_group / thetas, self.reml)
+
+        return _minimize_1d(fun, _WIDE_GRID)[1]
+
+    def at_sigma(self, sigma: float) -> float:
+        """min over theta >= 0 of D(theta, sigma)."""
+
+        def fun(thetas):
+            return _deviance_free_sigma(self.fx, self._core(thetas), sigma, self.reml)
+
+        return _minimize_1d(fun, _THETA_GRID)[1]
+
+    def at_beta(self, j: int, value: float) -> float:
+        """The ML deviance with beta_j held at ``value``, minimised over theta and the other betas."""
+        if self.reml:
+            raise ValueError("Fixed effects are profiled on the ML deviance.")
+        fx = self.fx
+        r_inv_j = fx.r_inv[j]
+
+        def fun(thetas):
+            core = self._core(thetas)
+            beta_j = self.stats.beta_ols[j] + core.delta @ r_inv_j
+            a_inv_jj = np.einsum("k,...kl,l->...", r_inv_j, core.a_inv, r_inv_j)
+            r2 = core.r2 + (value - beta_j) ** 2 / a_inv_jj
+            n = fx.n_obs
+            return core.logdet_v + n * (1.0 + _LOG_2PI + np.log(r2 / n))
+
+        return _minimize_1d(fun, _THETA_GRID)[1]
+
+
+def _crossing(fun, x_hat: float, step: float, target: float, floor: float | None = None) -> float:
+    """The x on the side of ``step`` where the profile ``fun`` (rising away from x_hat) reaches ``target``.
+
+    The search doubles the step until the profile passes the target, then brackets the crossing with
+    Brent's root finder. Below ``floor`` the parameter is not defined; if the profile is still under the
+    target at the floor, the floor is the limit (sigma_b's lower limit 0 at a boundary).
+    """
+
+    def h(x):
+        return fun(x) - target
+
+    if floor is not None and step < 0 and h(floor) <= 0:
+        return float(floor)
+    inner, outer = x_hat, x_hat + step
+    for _ in range(80):
+        if floor is not None:
+            outer = max(outer, floor)
+        if h(outer) > 0:
+            break
+        inner, step = outer, 2.0 * step
+        outer = x_hat + step
+    else:  # pragma: no cover - the deviance rises without bound in every direction
+        raise RuntimeError("The profile never reached the cutoff; the interval is unbounded.")
+    lo, hi = sorted((inner, outer))
+    return float(
+        scipy.optimize.brentq(h, lo, hi, xtol=1e-12 * max(1.0, abs(x_hat)), rtol=1e-15, maxiter=200)
+    )
+
+
+def likelihood_profile(fit, parameter: str = "sigma_group", values=None, *, criterion: str = "ML"):
+    """The profiled deviance over one parameter: the curve that :func:`confint` turns into an interval.
+
+    Parameters
+    ----------
+    fit : LmmResult
+    parameter : str, default "sigma_group"
+        ``"sigma_group"`` (sigma_b), ``"sigma"``, or a fixed-effect name such as ``"Days"``.
+    values : array_like, optional
+        Where to evaluate the profile; by default 41 points spanning the 99% profile interval.
+    criterion : {"ML", "REML"}, default "ML"
+        The deviance to profile. lme4 profiles the ML deviance, even for REML fits; "REML" profiles the
+        REML criterion (variance parameters only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``value``, ``deviance`` (the profiled criterion), ``rise`` (deviance minus its minimum)
+        and ``zeta`` (sign(value - estimate) sqrt(rise), lme4's signed square root).
+        ``attrs["estimate"]`` holds the estimate at the minimum.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fit = fit_lmm(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)")
+    >>> prof = likelihood_profile(fit, "sigma_group", [20.0, 37.26, 80.0])
+    >>> round(prof.attrs["estimate"], 2), prof["rise"].round(3).tolist()
+    (37.26, [1.914, 0.0, 3.431])
+
+    Both 20 and 80 lie inside the 95% interval: the rise stays below qchisq(0.95, 1) = 3.84.
+    """
+    reml = _criterion_flag(criterion)
+    prof = _Profiler(fit.stats, reml)
+    names = list(fit.fe_params.index)
+    if parameter == "sigma_group":
+        estimate, fun = prof.sigma_group, prof.at_sigma_group
+    elif parameter == "sigma":
+        estimate, fun = prof.sigma, prof.at_sigma
+    elif parameter in names:
+        if reml:
+            raise ValueError(
+                "The REML criterion does not profile fixed effects; use criterion='ML' for "
+                f"{parameter!r}."
+            )
+        j = names.index(parameter)
+        estimate = float(prof.beta[j])
+
+        def fun(b):
+            return prof.at_beta(j, b)
+
+    else:
+        raise ValueError(
+            f"Unknown parameter {parameter!r}; choose 'sigma_group', 'sigma' or one of {names}."
+        )
+    if values is None:
+        ci = confint(fit, "profile", level=0.99, criterion=criterion)
+        lo, hi = ci.loc[parameter, ["lower", "upper"]]
+        values = np.linspace(lo, hi, 41)
+    values = np.asarray(values, dtype=float)
+    deviance = np.array([fun(float(v)) for v in values])
+    rise = np.maximum(deviance - prof.minimum, 0.0)
+    out = pd.DataFrame(
+        {
+            "value": values,
+            "deviance": deviance,
+            "rise": rise,
+            "zeta": np.sign(values - estimate) * np.sqrt(rise),
+        }
+    )
+    out.attrs["estimate"] = float(estimate)
+    out.attrs["parameter"] = parameter
+    out.attrs["criterion"] = "REML" if reml else "ML"
+    return out
+
+
+def _criterion_flag(criterion: str) -> bool:
+    key = str(criterion).upper()
+    if key not in {"ML", "REML"}:
+        raise ValueError(f"criterion must be 'ML' or 'REML', got {criterion!r}.")
+    return key == "REML"
+
+
+# --------------------------------------------------------------------------------------------------
+# The covariance of the variance parameters and the derivatives Satterthwaite needs
+# --------------------------------------------------------------------------------------------------
+
+
+def _derivatives(fx: _Fixed, res: _Resid, theta: float, sigma: float, reml: bool):
+    """Analytic Hessian of D(theta, sigma) and the Jacobian of Cov(beta) = sigma^2 A^{-1}.
+
+    In the rotated basis (X = QR and y replaced by its OLS residual e), with a_i the per-cluster sums of
+    Q's rows and s_i those of e, write a dot for d/du (u = theta^2) and two dots for d^2/du^2:
+
+        c_i. = 1/(1 + n_i u)^2,  c_i.. = -2 n_i/(1 + n_i u)^3
+        A. = -sum_i c_i. a_i a_i',  A.. = -sum_i c_i.. a_i a_i',  b. = -sum_i c_i. a_i s_i (b.. likewise)
+        (log det A). = tr(A^-1 A.),  (log det A).. = tr(A^-1 A..) - tr(A^-1 A. A^-1 A.)
+        f = b' A^-1 b,  delta = A^-1 b,  delta. = A^-1 (b. - A. delta)
+        f. = 2 b.' delta - delta' A. delta
+        f.. = 2 b..' delta + 2 b.' delta. - 2 delta' A. delta. - delta' A.. delta
+        r2. = -sum_i c_i. s_i^2 - f.,  r2.. = -sum_i c_i.. s_i^2 - f..
+
+    and the chain rule d/dtheta = 2 theta d/du, d^2/dtheta^2 = 2 d/du + 4 theta^2 d^2/du^2. With
+    D = F(theta) + r2/sigma^2 + dof log(2 pi sigma^2), where F = sum_i log(1 + n_i u) [+ log det A]:
+
+        D_theta,theta = F'' + r2''/sigma^2,  D_theta,sigma = -2 r2'/sigma^3,
+        D_sigma,sigma = 6 r2/sigma^4 - 2 dof/sigma^2   (primes: d/dtheta).
+    """
+    u = theta * theta
+    n = fx.counts
+    a_vec = fx.sum_q
+    s = np.asarray(res.sum_e, dtype=float)
+    w = 1.0 + n * u
+    c1, c2 = 1.0 / w**2, -2.0 * n / w**3
+
+    def outer_sum(weights):
+        return (a_vec * weights[:, None]).T @ a_vec
+
+    core = _core(fx, u, res)
+    a_inv, delta, r2 = core.a_inv, core.delta, float(core.r2)
+    a1, a2 = -outer_sum(c1), -outer_sum(c2)
+    b1, b2 = -(a_vec.T @ (c1 * s)), -(a_vec.T @ (c2 * s))
+    delta1 = a_inv @ (b1 - a1 @ delta)
+    f1 = 2.0 * b1 @ delta - delta @ a1 @ delta
+    f2 = 2.0 * b2 @ delta + 2.0 * b1 @ delta1 - 2.0 * delta @ a1 @ delta1 - delta @ a2 @ delta
+    r2_1 = -float(c1 @ (s * s)) - f1
+    r2_2 = -float(c2 @ (s * s)) - f2
+    fixed_1 = float(np.sum(n / w))
+    fixed_2 = -float(np.sum(n * n / w**2))
+    if reml:
+        fixed_1 += float(np.trace(a_inv @ a1))
+        fixed_2 += float(np.trace(a_inv @ a2) - np.trace(a_inv @ a1 @ a_inv @ a1))
+
+    def d1(h1):  # chain rule from u to theta
+        return 2.0 * theta * h1
+
+    def d2(h1, h2):
+        return 2.0 * h1 + 4.0 * u * h2
+
+    sigma2 = sigma * sigma
+    hessian = np.empty((2, 2))
+    hessian[0, 0] = d2(fixed_1, fixed_2) + d2(r2_1, r2_2) / sigma2
+    hessian[0, 1] = hessian[1, 0] = -2.0 * d1(r2_1) / sigma**3
+    hessian[1, 1] = 6.0 * r2 / sigma2**2 - 2.0 * fx.dof(reml) / sigma2
+    # Cov(beta) = sigma^2 R^-1 A^-1 R^-T and its derivatives in theta and sigma
+    r_inv = fx.r_inv
+    cov_q = r_inv @ a_inv @ r_inv.T
+    d_cov_theta = sigma2 * d1(r_inv @ (-a_inv @ a1 @ a_inv) @ r_inv.T)
+    d_cov_sigma = 2.0 * sigma * cov_q
+    return hessian, (d_cov_theta, d_cov_sigma), sigma2 * cov_q
+
+
+def _pseudo_inverse(hessian: np.ndarray, tol: float = 1e-8) -> np.ndarray:
+    """lmerTest's inverse: eigenvalues at most ``tol`` are dropped."""
+    values, vectors = np.linalg.eigh(hessian)
+    keep = values > tol
+    return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+
+
+def varpar_covariance(fit, scale: str = "sd") -> pd.DataFrame:
+    """The asymptotic covariance of the variance parameters: twice the inverse Hessian of the criterion.
+
+    The Hessian is that of the fit's own criterion (REML or ML) with sigma left free, at the estimates,
+    computed analytically from the sufficient statistics; lmerTest computes the same matrix numerically
+    (``vcov_varpar``) for its Satterthwaite degrees of freedom.
+
+    Parameters
+    ----------
+    fit : LmmResult
+    scale : {"sd", "theta"}, default "sd"
+        ``"sd"`` for (sigma_group, sigma); ``"theta"`` for lmerTest's (theta, sigma).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A 2 x 2 covariance matrix.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fit = fit_lmm(load_dataset("sleepstudy"), "Reaction ~ Days + (1 | Subject)")
+    >>> varpar_covariance(fit, "theta").round(4).to_numpy().tolist()
+    [[0.0534, -0.1233], [-0.1233, 2.9828]]
+    """
+    fx = _Fixed.of(fit.stats)
+    hessian, _, _ = _derivatives(fx, _Resid.of(fit.stats), fit.theta, fit.sigma_resid, fit.reml)
+    cov = 2.0 * _pseudo_inverse(hessian)
+    if scale == "theta":
+        names = ["theta", "sigma"]
+    elif scale == "sd":
+        # sigma_group = theta * sigma: the delta method with the Jacobian [[sigma, theta], [0, 1]]
+        jac = np.array([[fit.sigma_resid, fit.theta], [0.0, 1.0]])
+        cov = jac @ cov @ jac.T
+        names = ["sigma_group", "sigma"]
+    else:
+        raise ValueError(f"scale must be 'sd' or 'theta', got {scale!r}.")
+    return pd.DataFrame(cov, index=names, columns=names)
+
+
+# --------------------------------------------------------------------------------------------------
+# confint
+# --------------------------------------------------------------------------------------------------
+
+
+def _interval_frame(fit, lower, upper, method: str, level: float) -> pd.DataFrame:
+    terms = list(fit.fe_params.index)
+    index = pd.Index(["sigma_group", "sigma", *terms], name="parameter")
+    out = pd.DataFrame(
+        {
+            "lower": np.asarray(lower, dtype=float),
+            "upper": np.asarray(upper, dtype=float),
+            "r_name": [".sig01", ".sigma", *[r_term_name(t) for t in terms]],
+        },
+        index=index,
+    )
+    out.attrs["method"] = method
+    out.attrs["level"] = level
+    return out
+
+
+def confint(
+    fit,
+    method: str = "profile",
+    level: float = 0.95,
+    *,
+    criterion: str = "ML",
+    n: int = 1000,
+    seed=None,
+    replicates: pd.DataFrame | None = None,
+    progress=None,
+) -> pd.DataFrame:
+    r"""Confidence intervals for sigma_b, sigma and the fixed effects, as lme4's ``confint.merMod``.
+
+    Parameters
+    ----------
+    fit : LmmResult
+    method : {"profile", "wald", "bootstrap"}, default "profile"
+        - ``"profile"``: invert the likelihood-ratio test. For each parameter, the deviance is minimised
+          over all the others; the limits are where it exceeds its minimum by ``qchisq(level, 1)``. As in
+          lme4, the deviance is the **ML** deviance even for a REML fit (lme4's ``profile`` calls
+          ``refitML``), so the intervals are centred on the ML estimates. When the profile at
+          sigma_b = 0 is still below the cutoff, the lower limit of sigma_b is exactly 0.
+        - ``"wald"``: estimate +- z se. For the fixed effects this is lme4's ``method = "Wald"``. lme4
+          gives no Wald limits for the variance parameters; here they come from
+          :func:`varpar_covariance` (the inverse Hessian of the fit's criterion, on the SD scale), to show
+          how badly a symmetric interval fits a variance: the lower limit can be negative.
+        - ``"bootstrap"``: percentile intervals from :func:`bootstrap` (lme4's ``method = "boot"`` with
+          ``boot.type = "perc"``; quantiles interpolate linearly between order statistics).
+    level : float, default 0.95
+    criterion : {"ML", "REML"}, default "ML"
+        Profile only. ``"REML"`` profiles the REML criterion for sigma_b and sigma instead (so the
+        intervals surround the REML estimates); the fixed effects are still profiled on the ML deviance,
+        as the REML criterion does not depend on them.
+    n, seed, progress : optional
+        Bootstrap only: passed to :func:`bootstrap`.
+    replicates : pandas.DataFrame, optional
+        Bootstrap only: replicates from an earlier :func:`bootstrap` call, reused instead of new draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``sigma_group``, ``sigma`` and the fixed-effect names; columns ``lower``, ``upper`` and
+        ``r_name`` (lme4's row names: ``.sig01``, ``.sigma``, ``(Intercept)``, ...).
+
+    Notes
+    -----
+    A profile limit is found by doubling a step away from the estimate until the profiled deviance passes
+    the cutoff and then by Brent's root finder, to about 1e-12 relative. lme4 instead evaluates the
+    profile at a few points and interpolates with splines, which moves its limits by up to about 1e-3.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fit = fit_lmm(load_dataset("dyestuff2"), "Yield ~ 1 + (1 | Batch)")
+    >>> confint(fit).round(4)[["lower", "upper"]]
+                  lower   upper
+    parameter
+    sigma_group  0.0000  2.0840
+    sigma        2.8928  4.8158
+    Intercept    4.3128  7.0184
+    """
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}.")
+    key = str(method).lower()
+    terms = list(fit.fe_params.index)
+    if key == "wald":
+        z = scipy.stats.norm.ppf(0.5 + level / 2.0)
+        est = np.concatenate([[fit.sigma_group, fit.sigma_resid], fit.fe_params.to_numpy()])
+        cov_var = varpar_covariance(fit, "sd").to_numpy()
+        se = np.concatenate([np.sqrt(np.diag(cov_var)), fit.bse.to_numpy()])
+        return _interval_frame(fit, est - z * se, est + z * se, "wald", level)
+    if key in {"bootstrap", "boot"}:
+        if replicates is None:
+            replicates = bootstrap(fit, n=n, seed=seed, progress=progress)
+        columns = ["sigma_group", "sigma", *terms]
+        tail = (1.0 - level) / 2.0
+        q = replicates[columns].quantile([tail, 1.0 - tail]).to_numpy()
+        return _interval_frame(fit, q[0], q[1], "bootstrap", level)
+    if key != "profile":
+        raise ValueError(f"method must be 'profile', 'wald' or 'bootstrap', got {method!r}.")
+
+    cutoff = float(scipy.stats.chi2.ppf(level, 1))
+    var_prof = _Profiler(fit.stats, _criterion_flag(criterion))
+    ml_prof = var_prof if not var_prof.reml else _Profiler(fit.stats, reml=False)
+    lower, upper = [], []
+
+    target = var_prof.minimum + cutoff
+    scale = var_prof.sigma + var_prof.sigma_group
+    sb = var_prof.sigma_group
+    lower.append(_crossing(var_prof.at_sigma_group, sb, -0.1 * scale, target, floor=0.0))
+    upper.append(_crossing(var_prof.at_sigma_group, sb, 0.1 * scale, target))
+
+    def at_log_sigma(log_sigma):
+        return var_prof.at_sigma(float(np.exp(log_sigma)))
+
+    log_s = float(np.log(var_prof.sigma))
+    lower.append(float(np.exp(_crossing(at_log_sigma, log_s, -0.05, target))))
+    upper.append(float(np.exp(_crossing(at_log_sigma, log_s, 0.05, target))))
+
+    target = ml_prof.minimum + cutoff
+    fx = ml_prof.fx
+    cov_ml = ml_prof.sigma**2 * fx.r_inv @ ml_prof._core([ml_prof.theta]).a_inv[0] @ fx.r_inv.T
+    for j in range(len(terms)):
+        se = float(np.sqrt(cov_ml[j, j]))
+        b = float(ml_prof.beta[j])
+
+        def at_beta(value, j=j):
+            return ml_prof.at_beta(j, value)
+
+        lower.append(_crossing(at_beta, b, -se, target))
+        upper.append(_crossing(at_beta, b, se, target))
+    return _interval_frame(fit, lower, upper, "profile", level)
+
+
+# --------------------------------------------------------------------------------------------------
+# bootstrap
+# --------------------------------------------------------------------------------------------------
+
+
+def _take(res: _Resid, rows) -> _Resid:
+    return _Resid(res.sum_e[rows], res.within_qe[rows], res.within_ee[rows])
+
+
+def _golden(fun, lo: np.ndarray, hi: np.ndarray, iterations: int = 80) -> np.ndarray:
+    """Vectorised golden-section minimisation of ``fun`` on [lo, hi], one interval per replicate."""
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    f1, f2 = fun(x1), fun(x2)
+    for _ in range(iterations):
+        left = f1 <= f2
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+        new_x1 = np.where(left, hi - ratio * (hi - lo), x2)
+        new_x2 = np.where(left, x1, lo + ratio * (hi - lo))
+        f_new = fun(np.where(left, new_x1, new_x2))
+        f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
+        x1, x2 = new_x1, new_x2
+    return np.where(f1 <= f2, x1, x2)
+
+
+def _optimize_batch(fx: _Fixed, res: _Resid, reml: bool, iterations: int = 200):
+    """Minimise the profiled criterion for many replicates at once; returns theta and a converged flag.
+
+    The same steps as :func:`helpers.fit.optimize_theta`, vectorised across replicates: the grid 0,
+    10^-4 .. 10^4 brackets each minimum; theta = 0 is the estimate when the closed-form slope in u at 0
+    is not negative; otherwise the root of the slope between the two neighbouring grid points is found
+    by bisection (a golden-section search on the values where the slope shows no sign change), and
+    theta = 0 still wins if its criterion is no higher.
+    """
+    grid = _THETA_GRID
+    m = res.sum_e.shape[0]
+    values = _criterion(fx, _core(fx, (grid * grid)[:, None], res), reml)  # (K, m)
+    k = np.argmin(values, axis=0)
+    converged = k < len(grid) - 1
+    theta = np.full(m, grid[-1])
+    zero = converged & (k <= 1) & (_slope(fx, np.zeros(m), res, reml) >= 0)
+    theta[zero] = 0.0
+    todo = np.flatnonzero(converged & ~zero)
+    if todo.size:
+        sub = _take(res, todo)
+        lo, hi = grid[np.maximum(k[todo] - 1, 0)], grid[k[todo] + 1]
+        slope_lo = _slope(fx, lo * lo, sub, reml)
+        slope_hi = _slope(fx, hi * hi, sub, reml)
+        sign_change = (slope_lo < 0) & (slope_hi > 0)
+        a, b = lo.copy(), hi.copy()
+        for _ in range(iterations):
+            mid = 0.5 * (a + b)
+            negative = _slope(fx, mid * mid, sub, reml) < 0
+            a, b = np.where(negative, mid, a), np.where(negative, b, mid)
+            if np.all((b - a) <= 4.0 * np.finfo(float).eps * b):
+                break
+        found = 0.5 * (a + b)
+        if not sign_change.all():
+            flat = np.flatnonzero(~sign_change)
+            flat_res = _take(sub, flat)
+            found[flat] = _golden(
+                lambda t: _criterion(fx, _core(fx, t * t, flat_res), reml), lo[flat], hi[flat]
+            )
+        at_zero = _criterion(fx, _core(fx, np.zeros(todo.size), sub), reml)
+        at_found = _criterion(fx, _core(fx, found * found, sub), reml)
+        theta[todo] = np.where(at_zero <= at_found, 0.0, found)
+    return theta, converged
+
+
+def _replicate_resid(fx: _Fixed, gram_basis, v_extra, resid_ss):
+    """The residual statistics of replicates, from their random intercepts and their error parts.
+
+    ``v_extra`` is G^+ g (one row per replicate) and ``resid_ss`` is ||(I - P_W) e*||^2; see the Notes of
+    :func:`bootstrap`. With v = b* + G^+ g and w = sum_q' v:
+
+        sum_e = G v,   W_qe = -W_qq w,   W_ee = w' W_qq w + ||(I - P_W) e*||^2,
+
+    the within cross-products written without subtracting large numbers.
+    """
+    vec, lam, b_star = gram_basis
+    v = b_star + v_extra
+    sum_e = ((v @ vec) * lam) @ vec.T
+    w = v @ fx.sum_q
+    within_qe = -(w @ fx.within_qq)
+    within_ee = np.einsum("mp,pq,mq->m", w, fx.within_qq, w) + resid_ss
+    ete = np.sum((v @ vec) ** 2 * lam, axis=1) + resid_ss
+    return _Resid(sum_e=sum_e, within_qe=within_qe, within_ee=within_ee), ete
+
+
+def _gram(fx: _Fixed, n_groups: int):
+    """G = Z'MZ = diag(n) - sum_q sum_q' over its positive eigenvalues: (U, L, rank)."""
+    gram = np.diag(fx.counts) - fx.sum_q @ fx.sum_q.T
+    eigval, eigvec = np.linalg.eigh(gram)
+    keep = eigval > eigval.max() * n_groups * 1e-12
+    return eigvec[:, keep], eigval[keep], int(keep.sum())
+
+
+def bootstrap(fit, n: int = 1000, seed=None, progress=None, *, chunk: int = 2000) -> pd.DataFrame:
+    r"""A parametric bootstrap, as lme4's ``bootMer``, drawn exactly from the sufficient statistics.
+
+    Each replicate simulates y* = X beta + Z b* + e* from the fitted model (new b* ~ N(0, sigma_b^2) and
+    e* ~ N(0, sigma^2), lme4's ``use.u = FALSE``), refits it with the fit's criterion (REML or ML), and
+    records the estimates. No rows are simulated: the statistics a fit needs are drawn directly, with
+    exactly the distribution they would have if the rows had been simulated.
+
+    Parameters
+    ----------
+    fit : LmmResult
+    n : int, default 1000
+        The number of replicates.
+    seed : int or numpy.random.Generator, optional
+    progress : bool, optional
+        Show a progress bar. By default (None) it appears only when the run looks slower than 2 seconds.
+    chunk : int, default 2000
+        Replicates drawn and refitted together (bounds the memory used).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per replicate: the fixed effects (by term name), ``sigma_group``, ``sigma`` and
+        ``theta``. ``attrs`` records ``n``, ``seed``, ``method`` and how many refits did not converge.
+
+    Notes
+    -----
+    **Derivation.** Let X = QR (Q orthonormal), M = I - QQ' the residual maker, Z the N x J cluster
+    indicators, a_i the per-cluster sums of Q's rows and G = Z'MZ = diag(n) - sum_q sum_q'. A fit needs,
+    besides quantities fixed by X, only Q'y*, the cluster sums s* = Z'My* of the OLS residuals, and their
+    within-cluster cross-products (or e'e* = ||My*||^2). Since MX = 0,
+
+        Q'y* = R beta + sum_q' b* + Q'e*,   s* = G b* + Z'Me*,   My* = MZ b* + Me*.
+
+    h = Q'e* and g = Z'Me* are jointly Gaussian with Cov(h, g) = sigma^2 Q'MZ = 0, so they are
+    independent, h ~ N(0, sigma^2 I_p) and g ~ N(0, sigma^2 G). Let W = [X, Z]; its column space splits
+    orthogonally into col(X) and col(MZ), so Me* = P_MZ e* + (I - P_W) e* with P_MZ e* = MZ G^+ g, and
+
+        My* = MZ v + (I - P_W) e*,   v = b* + G^+ g.
+
+    The two parts are orthogonal and (I - P_W) e* is independent of P_W e* (hence of h and g), with
+    ||(I - P_W) e*||^2 ~ sigma^2 chi^2 on N - rank W = N - p - rank G degrees of freedom. So
+
+        s* = G v,   e'e* = v'G v + sigma^2 chi^2,
+        within cross-products: W_qe = -W_qq w and W_ee = w' W_qq w + sigma^2 chi^2, with w = sum_q' v,
+
+    (the within part of MZ v is -(I - P_Z) Q Q'Z v, whose cross-products with Q are those of W_qq). With
+    G = U L U' over its positive eigenvalues, G^+ g = sigma U L^(-1/2) z for z ~ N(0, I). Each replicate
+    costs O(J p), whatever N: draw b*, h, z and one chi-square.
+
+    The refits run for all replicates at once (a grid brackets each minimum, then a vectorised bisection
+    finds the root of the closed-form slope), following :func:`helpers.fit.optimize_theta`.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fit = fit_lmm(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)")
+    >>> reps = bootstrap(fit, n=200, seed=1)
+    >>> reps.shape, list(reps.columns)
+    ((200, 4), ['Intercept', 'sigma_group', 'sigma', 'theta'])
+    >>> bool((reps["sigma_group"] >= 0).all())
+    True
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be a positive number of replicates, got {n!r}.")
+    stats = fit.stats
+    fx = _Fixed.of(stats)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    terms = list(fit.fe_params.index)
+    p, n_groups = fx.n_params, stats.n_groups
+    sigma, sigma_group = fit.sigma_resid, fit.sigma_group
+    vec, lam, rank_g = _gram(fx, n_groups)
+    df_chi = fx.n_obs - p - rank_g
+    gamma = fx.r_factor @ fit.fe_params.to_numpy()
+    dof = fx.dof(fit.reml)
+
+    out = np.empty((n, p + 3))
+    not_converged = 0
+    bar = None
+    started = time.perf_counter()
+    done = 0
+    try:
+        while done < n:
+            m = min(chunk, n - done)
+            b_star = sigma_group * rng.standard_normal((m, n_groups))
+            h = sigma * rng.standard_normal((m, p))
+            z = rng.standard_normal((m, rank_g))
+            chi2 = rng.chisquare(df_chi, m) if df_chi > 0 else np.zeros(m)
+            v_extra = (sigma * z / np.sqrt(lam)) @ vec.T  # G^+ g
+            res, _ = _replicate_resid(fx, (vec, lam, b_star), v_extra, sigma * sigma * chi2)
+            beta_ols = (gamma + b_star @ fx.sum_q + h) @ fx.r_inv.T
+            theta, converged = _optimize_batch(fx, res, fit.reml)
+            core = _core(fx, theta * theta, res)
+            sigma2 = core.r2 / dof
+            block = out[done : done + m]
+            block[:, :p] = beta_ols + core.delta @ fx.r_inv.T
+            block[:, p] = theta * np.sqrt(sigma2)
+            block[:, p + 1] = np.sqrt(sigma2)
+            block[:, p + 2] = theta
+            not_converged += int((~converged).sum())
+            done += m
+            if bar is not None:
+                bar.update(m)
+            elif done < n:
+                expected = (time.perf_counter() - started) / done * n
+                if progress or (progress is None and expected > 2.0):
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=n, initial=done, desc="bootstrap", unit="replicate")
+    finally:
+        if bar is not None:
+            bar.close()
+    if not_converged:
+        warnings.warn(
+            f"{not_converged} of {n} bootstrap refits did not converge (theta at its upper bound 1e4).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    frame = pd.DataFrame(out, columns=[*terms, "sigma_group", "sigma", "theta"])
+    frame.attrs["n"] = n
+    frame.attrs["seed"] = None if isinstance(seed, np.random.Generator) else seed
+    frame.attrs["method"] = fit.method
+    frame.attrs["not_converged"] = not_converged
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# tests
+# --------------------------------------------------------------------------------------------------
+
+
+def tests(fit) -> pd.DataFrame:
+    r"""t tests of the fixed effects with Satterthwaite's degrees of freedom, as lmerTest's ``summary``.
+
+    For coefficient k with variance C_kk = [sigma^2 A(u)^{-1}]_kk, Satterthwaite's approximation is
+
+    $$\nu_k = \frac{2\, C_{kk}^2}{\nabla C_{kk}'\, V\, \nabla C_{kk}},$$
+
+    where the gradient is taken with respect to the variance parameters (theta, sigma) and V = 2 H^{-1}
+    is their asymptotic covariance, H the Hessian of the fit's criterion with sigma left free. lmerTest
+    computes H and the gradient by numerical differentiation; here both are analytic (see
+    :func:`varpar_covariance`), from the sufficient statistics.
+
+    Parameters
+    ----------
+    fit : LmmResult or OlsResult
+        A REML fit, as lmerTest's default. For an ML fit the same formulas are applied to the ML deviance,
+        as lmerTest does for ``lmer(..., REML = FALSE)``. An :class:`helpers.results.OlsResult` gets the
+        classical t tests on N - p degrees of freedom (R's ``summary.lm``), which treat every row as
+        independent: the naive table to set beside the mixed model's.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the fixed-effect names; columns ``estimate``, ``std_error``, ``df``, ``t_value`` and
+        ``p_value`` (two-sided).
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm, fit_ols
+    >>> sleep = load_dataset("sleepstudy")
+    >>> tests(fit_lmm(sleep, "Reaction ~ Days + (1 | Subject)"))["df"].round(3).tolist()
+    [22.81, 161.0]
+    >>> tests(fit_ols(sleep, "Reaction ~ Days"))["df"].tolist()
+    [178.0, 178.0]
+    """
+    if isinstance(fit, OlsResult):
+        t_value = (fit.params / fit.bse).to_numpy()
+        df = np.full(len(t_value), float(fit.df_resid))
+        return pd.DataFrame(
+            {
+                "estimate": fit.params.to_numpy(),
+                "std_error": fit.bse.to_numpy(),
+                "df": df,
+                "t_value": t_value,
+                "p_value": 2.0 * scipy.stats.t.sf(np.abs(t_value), df),
+            },
+            index=fit.params.index,
+        )
+    fx = _Fixed.of(fit.stats)
+    hessian, (d_theta, d_sigma), cov = _derivatives(
+        fx, _Resid.of(fit.stats), fit.theta, fit.sigma_resid, fit.reml
+    )
+    vcov_varpar = 2.0 * _pseudo_inverse(hessian)
+    variance = np.diag(cov)
+    grad = np.stack([np.diag(d_theta), np.diag(d_sigma)], axis=1)  # (p, 2)
+    denominator = np.einsum("ki,ij,kj->k", grad, vcov_varpar, grad)
+    with np.errstate(divide="ignore"):
+        df = 2.0 * variance**2 / denominator
+    estimate = fit.fe_params.to_numpy()
+    std_error = fit.bse.to_numpy()
+    t_value = estimate / std_error
+    p_value = 2.0 * scipy.stats.t.sf(np.abs(t_value), df)
+    return pd.DataFrame(
+        {
+            "estimate": estimate,
+            "std_error": std_error,
+            "df": df,
+            "t_value": t_value,
+            "p_value": p_value,
+        },
+        index=fit.fe_params.index,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# predict
+# --------------------------------------------------------------------------------------------------
+
+
+def _match_groups(labels: pd.Index, values: pd.Series) -> np.ndarray:
+    """Positions of ``values`` among the fit's group labels (-1 for unseen or missing)."""
+    codes = labels.get_indexer(pd.Index(values.astype(object)))
+    unmatched = codes < 0
+    if unmatched.any():
+        # tolerate a type mismatch such as 308 vs "308"
+        by_text = {str(label): k for k, label in enumerate(labels)}
+        texts = values.astype(object).to_numpy()[unmatched]
+        codes[unmatched] = [by_text.get(str(v), -1) if not pd.isna(v) else -1 for v in texts]
+    return codes
+
+
+def predict(fit, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
+    """Predictions for the rows of ``data``.
+
+    Parameters
+    ----------
+    fit : LmmResult
+        A fit made from rows (``fit_lmm``), which keeps the formula's model spec.
+    data : pandas.DataFrame
+        New (or the same) rows, with the fixed-effect columns and, for ``include_random=True``, the
+        grouping column.
+    include_random : bool, default True
+        If True, add each row's cluster's conditional mode b_i (lme4's ``predict(fit, newdata,
+        allow.new.levels = TRUE)``): a cluster the fit never saw, or a missing cluster, gets 0, its
+        expected value, so its prediction is the fixed-effect one. If False, give X beta alone (lme4's
+        ``re.form = NA``).
+
+    Returns
+    -------
+    pandas.Series
+        Indexed like ``data``. A row with a missing predictor gets NaN.
+
+    Raises
+    ------
+    helpers.validate.DataError
+        For a missing column, or a category level the fit never saw.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fit = fit_lmm(load_dataset("sleepstudy"), "Reaction ~ Days + (1 | Subject)")
+    >>> new = pd.DataFrame({"Days": [0.0, 0.0], "Subject": [308, 999]})
+    >>> predict(fit, new).round(2).tolist()
+    [292.19, 251.41]
+    >>> predict(fit, new, include_random=False).round(2).tolist()
+    [251.41, 251.41]
+    """
+    design = fit.design
+    if design is None or getattr(design, "model_spec", None) is None:
+        raise ValueError(
+            "This fit was made from aggregates and has no formula spec to build new rows; refit it "
+            "with fit_lmm on the rows."
+        )
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"Expected a pandas DataFrame of new rows, got {type(data).__name__}.")
+    spec = design.model_spec
+    required = sorted(str(v) for v in spec.required_variables)
+    needed = required + ([fit.group] if include_random else [])
+    for column in needed:
+        if column not in data.columns:
+            hint = (
+                " Pass include_random=False for predictions without the random effects."
+                if column == fit.group
+                else ""
+            )
+            raise DataError(
+                f"Column {column!r} is needed for the predictions but is not in the data.{hint}"
+            )
+    for name, (kind, state) in spec.encoder_state.items():
+        if str(getattr(kind, "value", kind)) != "categorical" or name not in data.columns:
+            continue
+        known = list(state.get("categories", []))
+        present = pd.unique(data[name].dropna())
+        new = [v for v in present if v not in known]
+        if new:
+            raise DataError(
+                f"Column {name!r} has the level {new[0]!r}, which the fit never saw (it knows "
+                f"{', '.join(repr(k) for k in known)}); predictions need one of those levels."
+            )
+    missing = (
+        data[required].isna().any(axis=1).to_numpy() if required else np.zeros(len(data), bool)
+    )
+    complete = data.loc[~missing]
+    value = np.full(len(data), np.nan)
+    if len(complete):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                matrix = spec.get_model_matrix(complete)
+            except Warning as exc:
+                raise DataError(
+                    f"The new rows do not fit the model's terms: {str(exc).splitlines()[0]}"
+                ) from None
+            except Exception as exc:
+                raise DataError(
+                    f"The model's terms could not be built for the new rows: {exc}"
+                ) from None
+        value[~missing] = np.asarray(matrix, dtype=float) @ fit.fe_params.to_numpy()
+    if include_random:
+        codes = _match_groups(fit.ranef.index, data[fit.group])
+        ranef = np.append(fit.ranef.to_numpy(), 0.0)
+        value = value + ranef[codes]  # code -1 picks the appended 0: unseen or missing clusters
+    return pd.Series(value, index=data.index, name="prediction")
