@@ -277,7 +277,9 @@ def stats_from_cross_products(
     # X = Q R with R = chol(X'X); sums of Q are R^{-T} applied to sums of X.
     beta_ols = scipy.linalg.cho_solve((chol, False), xty)
     ete = float(yty - xty @ beta_ols)
-    sum_q = scipy.linalg.solve_triangular(chol, sum_x.T, trans="T").T.reshape(counts.shape[0], p)
+    # np.linalg.solve, not scipy's triangular solve: on a matrix right-hand side OpenBLAS hands the
+    # latter to a second thread that then spins for ~0.1 s, doubling the CPU cost of small fits
+    sum_q = np.linalg.solve(chol.T, sum_x.T).T.reshape(counts.shape[0], p)
     sum_e = sum_y - sum_x @ beta_ols
     inv_n = 1.0 / np.maximum(counts, 1)
     # Q'Q = I and Q'e = 0, so the within cross-products follow from the sums (rows are not at hand here)

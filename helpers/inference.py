@@ -88,7 +88,7 @@ class _Fixed:
             within_qq=np.asarray(stats.within_qq, dtype=float),
             outer_q=(sum_q[:, :, None] * sum_q[:, None, :]).reshape(sum_q.shape[0], p * p),
             r_factor=r,
-            r_inv=scipy.linalg.solve_triangular(r, np.eye(p)),
+            r_inv=np.linalg.inv(r),
             logdet_r=2.0 * float(np.log(np.abs(np.diag(r))).sum()),
             n_obs=stats.n_obs,
             n_params=p,

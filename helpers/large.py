@@ -48,7 +48,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 
 from .design import RowsDroppedWarning, SufficientStats, stats_from_cross_products
 from .validate import DataError, check_columns, parse_formula
@@ -775,7 +774,7 @@ def _combine(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, ter
     # the within cross-products of Q = Z R^{-1} and of e = y - Z gamma, from the accurate ones of (Z, y)
     r_z, gamma = base.r_factor, base.beta_ols
     w_zz, w_zy, w_yy = within[:p, :p], within[:p, p], float(within[p, p])
-    r_inv = scipy.linalg.solve_triangular(r_z, np.eye(p))
+    r_inv = np.linalg.inv(r_z)
     w_ze = w_zy - w_zz @ gamma
     within_qq = r_inv.T @ w_zz @ r_inv
     within_qe = r_inv.T @ w_ze

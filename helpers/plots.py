@@ -11,6 +11,7 @@ cluster-level (no-pooling) quantities grey.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import matplotlib.figure
 import numpy as np
@@ -115,6 +116,186 @@ def _theta_label(reml: bool | None = None) -> str:
     return r"$\theta = \sigma_b / \sigma$ (symlog axis; $\theta = 0$ is pooled OLS)"
 
 
+@dataclass(eq=False)
+class PathArtists:
+    """The artists of one fixed-effect path panel: made by :func:`build_path`, moved by :func:`update_path`.
+
+    Attributes
+    ----------
+    ax : matplotlib Axes
+    band : matplotlib.collections.FillBetweenPolyCollection
+        The estimate +- ``se_multiplier`` standard errors (gid ``"band"``).
+    line : Line2D
+        The estimate along theta (gid ``"path"``).
+    ols, ols_marker : Line2D
+        The pooled OLS level (gid ``"ols"``) and its square at theta = 0 (gid ``"ols_marker"``).
+    limit : Line2D or None
+        The theta -> infinity level (gid ``"limit"``); None when the panel has none.
+    theta_hat, theta_hat_rule : Line2D or None
+        The fit's marker on the path (gid ``"theta_hat"``) and a faint vertical rule under it (gid
+        ``"theta_hat_rule"``).
+    se_multiplier : float
+    """
+
+    ax: object
+    band: object
+    line: object
+    ols: object
+    ols_marker: object
+    limit: object
+    theta_hat: object
+    theta_hat_rule: object
+    se_multiplier: float
+
+
+def build_path(
+    ax,
+    *,
+    limit_label: str | None,
+    theta_hat_label: str | None,
+    se_multiplier: float = 1.0,
+) -> PathArtists:
+    """Create the artists of one fixed-effect path panel, still without data (see :func:`update_path`).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    limit_label : str or None
+        The legend label of the theta -> infinity level; None draws no such level.
+    theta_hat_label : str or None
+        The legend label of the fit's marker; None draws no marker.
+    se_multiplier : float, default 1.0
+        Half-width of the band, in standard errors.
+
+    Returns
+    -------
+    PathArtists
+
+    Examples
+    --------
+    >>> fig, ax = new_figure()
+    >>> artists = build_path(ax, limit_label="within", theta_hat_label=None)
+    >>> artists.limit.get_gid(), artists.theta_hat is None
+    ('limit', True)
+    """
+    band = ax.fill_between(
+        [], [], [], color=COLORS["lmm"], alpha=0.18, linewidth=0, label=f"± {se_multiplier:g} SE"
+    )
+    band.set_gid("band")
+    (line,) = ax.plot([], [], color=COLORS["lmm"], linewidth=2, label="GLS estimate at this θ")
+    line.set_gid("path")
+    ols = ax.axhline(
+        0.0, color=COLORS["ols"], linestyle="--", linewidth=1.2, label="pooled OLS (θ = 0)"
+    )
+    ols.set_gid("ols")
+    limit = None
+    if limit_label is not None:
+        limit = ax.axhline(
+            0.0, color=COLORS["within"], linestyle=":", linewidth=1.6, label=limit_label
+        )
+        limit.set_gid("limit")
+    (ols_marker,) = ax.plot([], [], "s", color=COLORS["ols"], markersize=7)
+    ols_marker.set_gid("ols_marker")
+    theta_hat = theta_hat_rule = None
+    if theta_hat_label is not None:
+        (theta_hat,) = ax.plot(
+            [],
+            [],
+            marker="o",
+            color=COLORS["lmm"],
+            markeredgecolor="black",
+            markersize=8,
+            linestyle="none",
+            label=theta_hat_label,
+        )
+        theta_hat.set_gid("theta_hat")
+        theta_hat_rule = ax.axvline(0.0, color="0.6", linewidth=0.8, zorder=0)
+        theta_hat_rule.set_gid("theta_hat_rule")
+    return PathArtists(
+        ax=ax,
+        band=band,
+        line=line,
+        ols=ols,
+        ols_marker=ols_marker,
+        limit=limit,
+        theta_hat=theta_hat,
+        theta_hat_rule=theta_hat_rule,
+        se_multiplier=float(se_multiplier),
+    )
+
+
+def update_path(
+    artists: PathArtists,
+    thetas,
+    estimates,
+    std_errors,
+    *,
+    ols: float,
+    limit: float | None = None,
+    theta_hat: float | None = None,
+) -> tuple[float, float]:
+    """Move the artists of a path panel to new data and frame them (no autoscaling).
+
+    Parameters
+    ----------
+    artists : PathArtists
+        From :func:`build_path`.
+    thetas, estimates, std_errors : array_like
+        One term's path, sorted by theta.
+    ols : float
+        The pooled OLS estimate (the theta = 0 asymptote).
+    limit : float or None
+        The theta -> infinity asymptote; None or NaN hides the level.
+    theta_hat : float or None
+        The fitted theta, marked on the path; ignored when the panel has no marker.
+
+    Returns
+    -------
+    tuple of float
+        The y limits set on the axes: the estimates, both asymptotes and the band at ``theta_hat`` (or
+        at theta = 0 without a fit), with a 12% margin; the band may run off beyond.
+
+    Examples
+    --------
+    >>> fig, ax = new_figure()
+    >>> artists = build_path(ax, limit_label="within", theta_hat_label="fit")
+    >>> update_path(artists, [0.0, 1.0, 2.0], [1.0, 2.0, 2.5], [0.1, 0.2, 0.3], ols=1.0, limit=3.0,
+    ...             theta_hat=1.0)
+    (0.76, 3.24)
+    >>> list(artists.theta_hat.get_ydata()), list(artists.limit.get_ydata())
+    ([2.0], [3.0, 3.0])
+    """
+    x = np.asarray(thetas, dtype=float)
+    y = np.asarray(estimates, dtype=float)
+    se = np.asarray(std_errors, dtype=float)
+    half = artists.se_multiplier * se
+    artists.band.set_data(x, y - half, y + half)
+    artists.line.set_data(x, y)
+    artists.ols.set_ydata([ols, ols])
+    artists.ols_marker.set_data([0.0], [ols])
+    keep = [y.min(), y.max(), ols]
+    has_limit = limit is not None and bool(np.isfinite(limit))
+    if artists.limit is not None:
+        artists.limit.set_visible(has_limit)
+        if has_limit:
+            artists.limit.set_ydata([limit, limit])
+    if has_limit:
+        keep.append(limit)
+    if artists.theta_hat is not None and theta_hat is not None:
+        at = np.flatnonzero(np.isclose(x, theta_hat, rtol=1e-12, atol=0))
+        y_hat = float(y[at[0]]) if len(at) else float(np.interp(theta_hat, x, y))
+        artists.theta_hat.set_data([theta_hat], [y_hat])
+        artists.theta_hat_rule.set_xdata([theta_hat, theta_hat])
+        se_hat = float(np.interp(theta_hat, x, half))
+        keep += [y_hat - se_hat, y_hat + se_hat]
+    else:
+        keep += [y[0] - half[0], y[0] + half[0]]
+    low, high = float(min(keep)), float(max(keep))
+    pad = 0.12 * (high - low) if high > low else max(abs(high), 1.0) * 0.05
+    artists.ax.set_ylim(low - pad, high + pad)
+    return low - pad, high + pad
+
+
 def draw_path(
     ax,
     path: pd.DataFrame,
@@ -128,7 +309,9 @@ def draw_path(
     se_multiplier: float = 1.0,
     legend: bool = True,
 ) -> None:
-    """Draw one term's fixed-effect path on ``ax`` (used by :func:`plot_fixed_effect_path` and widgets).
+    """Draw one term's fixed-effect path on ``ax`` (used by :func:`plot_fixed_effect_path`).
+
+    It is :func:`build_path` followed by :func:`update_path`, a symlog theta axis and labels.
 
     Parameters
     ----------
@@ -155,60 +338,27 @@ def draw_path(
     >>> fig, ax = new_figure()
     >>> draw_path(ax, path, "b", ols=1.0, limit=3.0, limit_label="within", theta_hat=1.0)
     >>> sorted(line.get_gid() for line in ax.get_lines() if line.get_gid())
-    ['limit', 'ols', 'ols_marker', 'path', 'theta_hat']
+    ['limit', 'ols', 'ols_marker', 'path', 'theta_hat', 'theta_hat_rule']
     """
     part = path[path["term"] == term].sort_values("theta")
     x = part["theta"].to_numpy()
-    y = part["estimate"].to_numpy()
-    se = part["std_error"].to_numpy()
-    band = ax.fill_between(
-        x,
-        y - se_multiplier * se,
-        y + se_multiplier * se,
-        color=COLORS["lmm"],
-        alpha=0.18,
-        linewidth=0,
-        label=f"± {se_multiplier:g} SE",
+    has_limit = limit is not None and bool(np.isfinite(limit))
+    artists = build_path(
+        ax,
+        limit_label=limit_label if has_limit else None,
+        theta_hat_label=None if theta_hat is None else f"{method} fit (θ = {theta_hat:.3g})",
+        se_multiplier=se_multiplier,
     )
-    band.set_gid("band")
-    (line,) = ax.plot(x, y, color=COLORS["lmm"], linewidth=2, label="GLS estimate at this θ")
-    line.set_gid("path")
-    ax.axhline(
-        ols, color=COLORS["ols"], linestyle="--", linewidth=1.2, label="pooled OLS (θ = 0)"
-    ).set_gid("ols")
-    if limit is not None and np.isfinite(limit):
-        ax.axhline(
-            limit, color=COLORS["within"], linestyle=":", linewidth=1.6, label=limit_label
-        ).set_gid("limit")
-    (ols_marker,) = ax.plot([0.0], [ols], "s", color=COLORS["ols"], markersize=7)
-    ols_marker.set_gid("ols_marker")
-    if theta_hat is not None:
-        at = part.loc[np.isclose(part["theta"], theta_hat, rtol=1e-12, atol=0)]
-        y_hat = float(at["estimate"].iloc[0]) if len(at) else float(np.interp(theta_hat, x, y))
-        ax.plot(
-            [theta_hat],
-            [y_hat],
-            marker="o",
-            color=COLORS["lmm"],
-            markeredgecolor="black",
-            markersize=8,
-            linestyle="none",
-            label=f"{method} fit (θ = {theta_hat:.3g})",
-        )[0].set_gid("theta_hat")
-        ax.axvline(theta_hat, color="0.6", linewidth=0.8, zorder=0)
+    update_path(
+        artists,
+        x,
+        part["estimate"].to_numpy(),
+        part["std_error"].to_numpy(),
+        ols=ols,
+        limit=limit,
+        theta_hat=theta_hat,
+    )
     _symlog_theta(ax, x)
-    # Frame the estimates, both asymptotes and the band at theta_hat; the band may run off beyond.
-    keep = [y.min(), y.max(), ols]
-    if limit is not None and np.isfinite(limit):
-        keep.append(limit)
-    if theta_hat is not None:
-        se_hat = float(np.interp(theta_hat, x, se))
-        keep += [y_hat - se_multiplier * se_hat, y_hat + se_multiplier * se_hat]
-    else:
-        keep += [y[0] - se_multiplier * se[0], y[0] + se_multiplier * se[0]]
-    low, high = min(keep), max(keep)
-    pad = 0.12 * (high - low) if high > low else max(abs(high), 1.0) * 0.05
-    ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel(_theta_label())
     ax.set_ylabel(f"estimate of {term}")
     if legend:

@@ -1,13 +1,15 @@
 """The between-cluster-variance explorer: a live widget and its kernel-free twin.
 
-Everything that computes or draws is a pure function, tested on its own:
+Computing and drawing are separate, and each is tested on its own:
 
 - :func:`simulate_question_stats` simulates the sufficient statistics of a data set shaped like the
   question (326,362 rows in 24 clusters, a two-level condition) without making any rows;
-- :func:`explorer_figure` draws one slider position from them;
-- :func:`explorer` and :func:`static_explorer` only wrap :func:`explorer_figure`: the first in live
-  ipywidgets sliders (needs a kernel), the second in frames pre-rendered over a grid of slider values and
-  driven by a plain HTML range input (works in a static page).
+- :func:`explorer_state` computes everything one slider position shows (fit, paths, weights);
+- :func:`build_explorer` makes the figure once (labels, legend, layout) and :func:`update_explorer` puts a
+  position into it; :func:`explorer_figure` is the two in a row, the one definition of the figure;
+- :func:`explorer` keeps one such figure alive (:class:`LiveFigure`) and, on each slider move, only
+  updates and re-encodes it; :func:`static_explorer` pre-renders :func:`explorer_figure` over a grid of
+  slider values, driven by a plain HTML range input (works in a static page).
 
 Why no rows: the random-intercept likelihood depends on the data only through the cluster counts, the
 per-cluster sums and the global cross-products. For a cluster-by-condition cell with n rows drawn from
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import io
 import json
 import uuid
 from dataclasses import dataclass
@@ -38,13 +41,19 @@ from matplotlib.ticker import MaxNLocator
 from .decompose import cluster_table, fixed_effect_path, large_theta_limit
 from .design import SufficientStats, stats_from_cross_products
 from .fit import fit_lmm_from_stats
-from .plots import COLORS, draw_path, figure_to_png, new_figure
+from .plots import COLORS, build_path, figure_to_png, new_figure, update_path
 
 __all__ = [
     "QUESTION_SHAPE",
     "SimulatedStats",
     "simulate_question_stats",
+    "ExplorerState",
+    "explorer_state",
+    "ExplorerArtists",
+    "build_explorer",
+    "update_explorer",
     "explorer_figure",
+    "LiveFigure",
     "explorer",
     "Explorer",
     "static_explorer",
@@ -244,126 +253,283 @@ def simulate_question_stats(
     )
 
 
-def _explorer_parts(sigma_group, size_imbalance, seed, **shape):
-    """The computing half of :func:`explorer_figure` (timed separately by the benchmark)."""
+@dataclass(frozen=True, eq=False)
+class ExplorerState:
+    """Everything one slider position of the explorer shows: computed numbers, no drawing.
+
+    Attributes
+    ----------
+    sigma_group, size_imbalance : float
+        The slider values.
+    term_names : list of str
+    thetas : ndarray, shape (T,)
+        The paths' grid of theta = sigma_b / sigma: sorted, from 0 (pooled OLS), containing ``theta_hat``.
+    estimates, std_errors : ndarray, shape (T, p)
+        The GLS fixed effects along ``thetas`` and their standard errors (one column per term).
+    ols, ols_se : ndarray, shape (p,)
+        Pooled OLS (theta = 0) and its classical standard errors.
+    fe_params, bse : ndarray, shape (p,)
+        The REML fit and its standard errors.
+    theta_hat : float
+    icc : float
+        sigma_b^2 / (sigma_b^2 + sigma^2) of the fit.
+    limit : ndarray, shape (p,)
+        The fixed effects as theta -> infinity.
+    truth : ndarray, shape (p,)
+        The fixed effects the data were simulated from.
+    sizes, shrinkage, weight_lmm, weight_ols : ndarray, shape (J,)
+        Per cluster: n_i; k_i, the share of its deviation that the conditional mode keeps; its share of
+        the mixed model's and of the pooled OLS intercept.
+    """
+
+    sigma_group: float
+    size_imbalance: float
+    term_names: list
+    thetas: np.ndarray
+    estimates: np.ndarray
+    std_errors: np.ndarray
+    ols: np.ndarray
+    ols_se: np.ndarray
+    fe_params: np.ndarray
+    bse: np.ndarray
+    theta_hat: float
+    icc: float
+    limit: np.ndarray
+    truth: np.ndarray
+    sizes: np.ndarray
+    shrinkage: np.ndarray
+    weight_lmm: np.ndarray
+    weight_ols: np.ndarray
+
+
+def explorer_state(
+    sigma_group: float, size_imbalance: float, seed: int = 0, **shape
+) -> ExplorerState:
+    """Compute what the explorer shows at one slider position (the computing half of a redraw).
+
+    Simulated sufficient statistics (:func:`simulate_question_stats`), the REML fit, the fixed-effect
+    paths, their theta -> infinity limits and the per-cluster shrinkage and weights: about 10 ms at the
+    question's scale, whatever the number of rows.
+
+    Parameters
+    ----------
+    sigma_group : float
+        The between-cluster SD sigma_b.
+    size_imbalance : float
+        The SD of log cluster size.
+    seed : int, default 0
+    **shape
+        Overrides of :data:`QUESTION_SHAPE`.
+
+    Returns
+    -------
+    ExplorerState
+
+    Examples
+    --------
+    >>> state = explorer_state(0.31, 1.5)
+    >>> state.estimates.shape[1], len(state.sizes), int(state.sizes.sum())
+    (2, 24, 326362)
+    >>> bool(state.thetas[0] == 0 and state.theta_hat in state.thetas)
+    True
+    """
     sim = simulate_question_stats(sigma_group, size_imbalance, seed, **shape)
-    fit = fit_lmm_from_stats(
-        sim.stats, sim.term_names, sim.cluster_labels, group="cluster", response="pSHP2"
+    stats, names = sim.stats, sim.term_names
+    fit = fit_lmm_from_stats(stats, names, sim.cluster_labels, group="cluster", response="pSHP2")
+    grid = np.unique(np.append(_PATH_THETAS, fit.theta))
+    path = fixed_effect_path(stats, names, grid)
+    # the path's columns, one per term, sorted by theta (plain arrays: pandas filtering costs ms)
+    terms = path["term"].to_numpy()
+    columns = path[["theta", "estimate", "std_error"]].to_numpy(dtype=float)
+    parts = []
+    for term in names:
+        part = columns[terms == term]
+        parts.append(part[np.argsort(part[:, 0], kind="stable")])
+    table = cluster_table(stats, fit.theta, sim.cluster_labels, fit.fe_params)
+    ols_se = np.sqrt(
+        np.diag(np.linalg.inv(stats.r_factor.T @ stats.r_factor))
+        * stats.ete
+        / (stats.n_obs - stats.n_params)
     )
-    grid = _PATH_THETAS if fit.theta == 0 else np.sort(np.append(_PATH_THETAS, fit.theta))
-    path = fixed_effect_path(sim.stats, sim.term_names, grid)
-    limits = large_theta_limit(sim.stats, sim.term_names)
-    table = cluster_table(sim.stats, fit.theta, sim.cluster_labels, fit.fe_params)
-    return sim, fit, path, limits, table
+    return ExplorerState(
+        sigma_group=sim.sigma_group,
+        size_imbalance=sim.size_imbalance,
+        term_names=list(names),
+        thetas=parts[0][:, 0],
+        estimates=np.column_stack([part[:, 1] for part in parts]),
+        std_errors=np.column_stack([part[:, 2] for part in parts]),
+        ols=np.asarray(stats.beta_ols, dtype=float).copy(),
+        ols_se=ols_se,
+        fe_params=fit.fe_params.to_numpy(dtype=float),
+        bse=fit.bse.to_numpy(dtype=float),
+        theta_hat=float(fit.theta),
+        icc=float(fit.sigma2_group / (fit.sigma2_group + fit.sigma2_resid)),
+        limit=large_theta_limit(stats, names).to_numpy(dtype=float),
+        truth=sim.truth.to_numpy(dtype=float),
+        sizes=table["n"].to_numpy(dtype=float),
+        shrinkage=table["shrinkage"].to_numpy(dtype=float),
+        weight_lmm=table["weight_lmm"].to_numpy(dtype=float),
+        weight_ols=table["weight_ols"].to_numpy(dtype=float),
+    )
 
 
 def _plain_ticks(value, _position=None) -> str:
     return f"{value:g}"
 
 
-_LEGEND = (
-    ("band", "95% band"),
-    ("path", "GLS estimate β(θ)"),
-    ("ols", "pooled OLS (θ = 0)"),
-    ("theta_hat", "REML fit"),
-    ("limit", "θ → ∞"),
-    ("truth", "truth"),
+def _size_ticks(low: float, high: float) -> np.ndarray:
+    """Round cluster sizes inside [low, high] for a log axis: decades, else 1-3 or 1-2-5 steps."""
+    exponents = np.arange(np.floor(np.log10(low)), np.ceil(np.log10(high)) + 1)
+    for steps in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0)):
+        ticks = np.array([s * 10.0**e for e in exponents for s in steps])
+        ticks = ticks[(ticks >= low) & (ticks <= high)]
+        if len(ticks) >= 2:
+            return ticks
+    return np.array([low, high])
+
+
+# The two path panels: (title, y label); and the shared legend's labels.
+_PATH_PANELS = (
+    ("Intercept along θ", "Intercept (unstim mean)"),
+    ("Condition effect along θ", "stim − unstim"),
 )
+_WEIGHT_LABELS = ("k_i (kept)", "LMM weight × J", "OLS weight × J")
+_FIGSIZE = (10.5, 4.2)
 
 
-def _by_gid(ax, gid):
-    return next(a for a in ax.get_children() if a.get_gid() == gid)
+@dataclass(eq=False)
+class ExplorerArtists:
+    """The explorer figure and the artists a slider move changes (see :func:`update_explorer`).
+
+    Attributes
+    ----------
+    fig : matplotlib.figure.Figure
+    paths : list of helpers.plots.PathArtists
+        One per path panel (intercept, condition effect).
+    intervals : list of LineCollection
+        Per path panel, the 95% intervals of pooled OLS (at theta = 0) and of the mixed model (at
+        theta-hat), gid ``"intervals"``.
+    caps : list of tuple of Line2D
+        Per path panel, the lower and the upper caps of those intervals (gid ``"interval_caps"``).
+    truths : list of Line2D
+        Per path panel, the true value (gid ``"truth"``).
+    weights : list of Line2D
+        The third panel's k_i, LMM weight x J and OLS weight x J against n_i.
+    title : matplotlib.text.Text
+        The figure's title, which states the slider values and both fits.
+    """
+
+    fig: object
+    paths: list
+    intervals: list
+    caps: list
+    truths: list
+    weights: list
+    title: object
+
+    def changing_in_drawing_order(self) -> list:
+        """The artists a slider move changes, in the order a full drawing paints them.
+
+        Within each axes: the data, the frame (spines, drawn over the data) and the axes whose ticks
+        follow the data (the y axes, and the x axis of the weight panel), by z-order as matplotlib
+        sorts them; then the title.
+        """
+        ordered = []
+        weight_ax = self.weights[0].axes
+        for ax in self.fig.axes:
+            moving = [ax.yaxis, *ax.spines.values()]
+            if ax is weight_ax:
+                moving += [ax.xaxis, *self.weights]
+            for path, bars, caps, truth in zip(
+                self.paths, self.intervals, self.caps, self.truths, strict=True
+            ):
+                if path.ax is ax:
+                    moving += [path.band, path.line, path.ols, path.ols_marker, path.limit]
+                    moving += [path.theta_hat_rule, path.theta_hat, bars, *caps, truth]
+            # the order of Axes.draw: a stable sort of the children by z-order
+            moving = set(moving)
+            children = [a for a in ax.get_children() if a in moving]
+            ordered += sorted(children, key=lambda a: a.get_zorder())
+        return ordered + [self.title]
 
 
-def _draw_explorer(sim, fit, path, limits, table, *, figsize=(10.5, 4.2), dpi=72):
-    """The drawing half of :func:`explorer_figure`.
+def build_explorer(*, figsize=_FIGSIZE, dpi: float = 72) -> ExplorerArtists:
+    """Build the explorer figure once, with its labels, legend and layout but without data.
 
-    Redrawn on every slider move, so it avoids what is slow in matplotlib: extra panels, minor ticks,
-    automatic tick and title placement, and mathtext (labels are plain Unicode).
+    :func:`update_explorer` then puts a slider position's numbers into it. The layout is fixed here
+    (no constrained layout, no automatic title placement): moving the sliders only moves data, axis
+    limits, y ticks and the title text.
+
+    Parameters
+    ----------
+    figsize : tuple of float, default (10.5, 4.2)
+    dpi : float, default 72
+
+    Returns
+    -------
+    ExplorerArtists
+
+    Examples
+    --------
+    >>> artists = build_explorer()
+    >>> [ax.get_title() for ax in artists.fig.axes]
+    ['Intercept along θ', 'Condition effect along θ', 'Shrinkage and cluster weights']
     """
     fig, axes = new_figure(1, 3, figsize=figsize, dpi=dpi)
-    fig.subplots_adjust(left=0.065, right=0.99, top=0.74, bottom=0.15, wspace=0.3)
-    theta_hat = fit.theta
-    ols_se = np.sqrt(
-        np.diag(np.linalg.inv(sim.stats.r_factor.T @ sim.stats.r_factor))
-        * sim.stats.ete
-        / (sim.stats.n_obs - sim.stats.n_params)
-    )
-    for k, (ax, term, title, ylabel) in enumerate(
-        (
-            (axes[0], "Intercept", "Intercept along θ", "Intercept (unstim mean)"),
-            (axes[1], "condition[T.stim]", "Condition effect along θ", "stim − unstim"),
-        )
-    ):
-        ols = float(sim.stats.beta_ols[k])
-        draw_path(
-            ax,
-            path,
-            term,
-            ols=ols,
-            limit=float(limits[term]),
-            limit_label="θ → ∞",
-            theta_hat=theta_hat,
-            legend=False,
-            se_multiplier=1.96,
-        )
+    fig.subplots_adjust(left=0.075, right=0.98, top=0.74, bottom=0.15, wspace=0.32)
+    paths, intervals, caps, truths = [], [], [], []
+    for ax, (title, ylabel) in zip(axes[:2], _PATH_PANELS, strict=True):
+        path = build_path(ax, limit_label="θ → ∞", theta_hat_label="REML fit", se_multiplier=1.96)
         # the two fits with their 95% intervals: pooled OLS at theta = 0, the mixed model at theta-hat
         bars = ax.errorbar(
-            [0.0, theta_hat],
-            [ols, float(fit.fe_params[term])],
-            yerr=1.96 * np.array([ols_se[k], float(fit.bse[term])]),
+            [0.0, 1.0],
+            [0.0, 0.0],
+            yerr=[0.0, 0.0],
             fmt="none",
             ecolor="black",
             elinewidth=1.2,
             capsize=4,
         )
-        bars.lines[2][0].set_gid("intervals")
-        ax.axhline(sim.truth[term], color="black", linewidth=0.8, linestyle="-.").set_gid("truth")
+        (lines,) = bars.lines[2]
+        lines.set_gid("intervals")
+        for cap in bars.lines[1]:
+            cap.set_gid("interval_caps")
+        truth = ax.axhline(0.0, color="black", linewidth=0.8, linestyle="-.")
+        truth.set_gid("truth")
+        ax.set_xscale("symlog", linthresh=float(_PATH_THETAS[1]), linscale=1.0)
+        ax.set_xticks([0.0, 1e-3, 1e-1, 10.0], ["0", "0.001", "0.1", "10"])
         ax.set_title(title, fontsize="medium", y=1.0)
         ax.set_xlabel("θ = σ_b / σ (0 = pooled OLS)")
         ax.set_ylabel(ylabel)
-        ax.set_xticks([0.0, 1e-3, 1e-1, 10.0], ["0", "0.001", "0.1", "10"])
-        ax.set_xlim(-2e-4, ax.get_xlim()[1])
+        paths.append(path)
+        intervals.append(lines)
+        caps.append(tuple(bars.lines[1]))
+        truths.append(truth)
 
     ax = axes[2]
-    n = table["n"].to_numpy()
-    ax.plot(
-        n,
-        table["shrinkage"].to_numpy(),
-        "o",
-        color=COLORS["lmm"],
-        markersize=5,
-    )
-    ax.plot(
-        n,
-        table["weight_lmm"].to_numpy() * len(n),
-        "^",
-        color="0.35",
-        markersize=4,
-    )
-    ax.plot(
-        n,
-        table["weight_ols"].to_numpy() * len(n),
-        "s",
-        color=COLORS["ols"],
-        markersize=3.5,
-    )
+    weights = [
+        ax.plot([], [], "o", color=COLORS["lmm"], markersize=5)[0],
+        ax.plot([], [], "^", color="0.35", markersize=4)[0],
+        ax.plot([], [], "s", color=COLORS["ols"], markersize=3.5)[0],
+    ]
     ax.set_xscale("log")
-    ax.set_ylim(0, max(1.5, float(table["weight_ols"].max() * len(n)) * 1.45))
-    low, high = ax.get_xlim()
-    decades = 10.0 ** np.arange(np.ceil(np.log10(low)), np.floor(np.log10(high)) + 1)
-    ax.set_xticks(decades, [f"{v:,.0f}" for v in decades])
     ax.set_xlabel("cluster size n_i")
     ax.set_ylabel("k_i, weight × J")
     ax.set_title("Shrinkage and cluster weights", fontsize="medium", y=1.0)
 
-    # One short legend for the figure: every label is text that is laid out again on each move.
-    path_ax = axes[1]
-    entries = [(_by_gid(path_ax, name), label) for name, label in _LEGEND]
-    labels = ["k_i (kept)", "LMM weight × J", "OLS weight × J"]
-    entries += list(zip(ax.get_lines()[:3], labels, strict=True))
+    # One short legend for the whole figure, drawn from the path panel's artists.
+    path = paths[1]
+    entries = [
+        (path.band, "95% band"),
+        (path.line, "GLS estimate β(θ)"),
+        (path.ols, "pooled OLS (θ = 0)"),
+        (path.theta_hat, "REML fit"),
+        (path.limit, "θ → ∞"),
+        (truths[1], "truth"),
+        *zip(weights, _WEIGHT_LABELS, strict=True),
+    ]
     fig.legend(
-        [h for h, _ in entries],
+        [handle for handle, _ in entries],
         [label for _, label in entries],
         loc="upper center",
         bbox_to_anchor=(0.5, 0.94),
@@ -371,24 +537,102 @@ def _draw_explorer(sim, fit, path, limits, table, *, figsize=(10.5, 4.2), dpi=72
         fontsize="x-small",
         frameon=False,
     )
-    fig.suptitle(
-        f"σ_b {sim.sigma_group:.2f}, imbalance {sim.size_imbalance:.2f}: "
-        f"ICC {fit.sigma2_group / (fit.sigma2_group + fit.sigma2_resid):.3f}, "
-        f"θ {theta_hat:.3g}; intercept OLS {sim.stats.beta_ols[0]:.3f} ± {1.96 * ols_se[0]:.3f}, "
-        f"LMM {fit.fe_params.iloc[0]:.3f} ± {1.96 * fit.bse.iloc[0]:.3f}",
-        fontsize="medium",
-        y=0.995,
-    )
-    # Few, fixed ticks: creating tick artists is most of the cost of drawing this figure.
+    title = fig.suptitle("", fontsize="medium", y=0.995)
+    # Few, fixed ticks: creating and laying out tick labels is most of the cost of drawing.
     for ax in axes:
         ax.minorticks_off()
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 5, 10]))
         ax.yaxis.set_major_formatter(_plain_ticks)
-    return fig
+    return ExplorerArtists(
+        fig=fig,
+        paths=paths,
+        intervals=intervals,
+        caps=caps,
+        truths=truths,
+        weights=weights,
+        title=title,
+    )
+
+
+def update_explorer(artists: ExplorerArtists, state: ExplorerState) -> None:
+    """Put one slider position into a figure from :func:`build_explorer` (no new artists).
+
+    Axis limits are computed from ``state``, never autoscaled: each path panel frames its path, both
+    asymptotes, both 95% intervals and the truth; the weight panel frames the cluster sizes on a log
+    axis with round ticks.
+
+    Parameters
+    ----------
+    artists : ExplorerArtists
+    state : ExplorerState
+        From :func:`explorer_state`.
+
+    Examples
+    --------
+    >>> artists = build_explorer()
+    >>> update_explorer(artists, explorer_state(0.31, 1.5, n_obs=2_000))
+    >>> artists.title.get_text()[:29]
+    'σ_b 0.31, imbalance 1.50: ICC'
+    """
+    theta_hat = state.theta_hat
+    right = 1.05 * max(float(_PATH_THETAS[-1]), theta_hat)
+    for k, path in enumerate(artists.paths):
+        low, high = update_path(
+            path,
+            state.thetas,
+            state.estimates[:, k],
+            state.std_errors[:, k],
+            ols=float(state.ols[k]),
+            limit=float(state.limit[k]),
+            theta_hat=theta_hat,
+        )
+        centres = np.array([state.ols[k], state.fe_params[k]])
+        half = 1.96 * np.array([state.ols_se[k], state.bse[k]])
+        xs = [0.0, theta_hat]
+        artists.intervals[k].set_segments(
+            [[(x, c - h), (x, c + h)] for x, c, h in zip(xs, centres, half, strict=True)]
+        )
+        lower_caps, upper_caps = artists.caps[k]
+        lower_caps.set_data(xs, centres - half)
+        upper_caps.set_data(xs, centres + half)
+        truth = float(state.truth[k])
+        artists.truths[k].set_ydata([truth, truth])
+        # also frame the truth and the OLS interval, which the path's own frame may leave out
+        outer = [low, high, truth, *(centres - half), *(centres + half)]
+        if min(outer) < low or max(outer) > high:
+            pad = 0.05 * (max(outer) - min(outer))
+            low, high = min(outer) - pad, max(outer) + pad
+        path.ax.set_ylim(low, high)
+        path.ax.set_xlim(-2e-4, right)
+
+    n_clusters = len(state.sizes)
+    ys = (state.shrinkage, state.weight_lmm * n_clusters, state.weight_ols * n_clusters)
+    for line, y in zip(artists.weights, ys, strict=True):
+        line.set_data(state.sizes, y)
+    ax = artists.weights[0].axes
+    top = max(state.weight_ols.max(), state.weight_lmm.max()) * n_clusters
+    ax.set_ylim(0.0, max(1.5, 1.1 * float(top)))
+    # at least 0.8 decades, so that round ticks always fall inside
+    lo, hi = np.log10(state.sizes.min()), np.log10(state.sizes.max())
+    pad = max(0.05 * (hi - lo), (0.8 - (hi - lo)) / 2)
+    ax.set_xlim(10.0 ** (lo - pad), 10.0 ** (hi + pad))
+    ticks = _size_ticks(10.0 ** (lo - pad), 10.0 ** (hi + pad))
+    ax.set_xticks(ticks, [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}" for v in ticks])
+    ax.minorticks_off()
+
+    artists.title.set_text(
+        f"σ_b {state.sigma_group:.2f}, imbalance {state.size_imbalance:.2f}: "
+        f"ICC {state.icc:.3f}, θ {theta_hat:.3g}; "
+        f"intercept OLS {state.ols[0]:.3f} ± {1.96 * state.ols_se[0]:.3f}, "
+        f"LMM {state.fe_params[0]:.3f} ± {1.96 * state.bse[0]:.3f}"
+    )
 
 
 def explorer_figure(sigma_group: float, size_imbalance: float, seed: int = 0, **shape):
     """Draw one position of the explorer's sliders (the pure function behind :func:`explorer`).
+
+    It builds a new figure (:func:`build_explorer`) and puts the position into it
+    (:func:`update_explorer`); the live explorer keeps one such figure and only updates it.
 
     Parameters
     ----------
@@ -414,15 +658,9 @@ def explorer_figure(sigma_group: float, size_imbalance: float, seed: int = 0, **
     >>> [ax.get_title() for ax in fig.axes][-1]
     'Shrinkage and cluster weights'
     """
-    return _draw_explorer(*_explorer_parts(sigma_group, size_imbalance, seed, **shape))
-
-
-def _png_output(png: bytes, text: str) -> dict:
-    return {
-        "output_type": "display_data",
-        "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": text},
-        "metadata": {},
-    }
+    artists = build_explorer()
+    update_explorer(artists, explorer_state(sigma_group, size_imbalance, seed, **shape))
+    return artists.fig
 
 
 def _error_output(exc: BaseException) -> dict:
@@ -436,13 +674,99 @@ def _error_output(exc: BaseException) -> dict:
     }
 
 
+class LiveFigure:
+    """One explorer figure, built once, then updated and encoded as PNG for each slider move.
+
+    A move changes data, axis limits, the y axes, the cluster-size axis and the figure's title; the
+    panel titles, the legend and the theta axes stay put. So the figure is drawn in full once, without the artists that change, and
+    that picture is kept; each move pastes it back and draws only the changing artists over it, in the
+    order a full drawing would use (matplotlib's "blitting"). When the theta axes' limits change (a
+    fit beyond the usual theta range), the kept picture is redrawn.
+
+    Parameters
+    ----------
+    dpi : float, default 72
+    compress_level : int, default 1
+        zlib level of the PNG. For this figure, level 1 encodes in about two thirds of the time of
+        level 6 (Pillow's default) at about the same size.
+
+    Attributes
+    ----------
+    artists : ExplorerArtists
+    state : ExplorerState or None
+        The position shown last.
+    background_draws : int
+        How many times the unchanging part was drawn in full.
+
+    Examples
+    --------
+    >>> live = LiveFigure()
+    >>> png = live.render(explorer_state(0.31, 1.5, n_obs=2_000))
+    >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n", live.state.sigma_group
+    (True, 0.31)
+    """
+
+    def __init__(self, dpi: float = 72, compress_level: int = 1):
+        self.artists = build_explorer(dpi=dpi)
+        self.compress_level = int(compress_level)
+        self.state = None
+        self.background_draws = 0
+        self._background = None
+        self._background_key = None
+        self._changing = self.artists.changing_in_drawing_order()
+
+    def render(self, state: ExplorerState) -> bytes:
+        """Update the figure to ``state`` and return it as PNG bytes."""
+        update_explorer(self.artists, state)
+        fig = self.artists.fig
+        canvas = fig.canvas
+        key = tuple(path.ax.get_xlim() for path in self.artists.paths)
+        if self._background is None or key != self._background_key:
+            for artist in self._changing:
+                artist.set_animated(True)  # left out of a full drawing
+            try:
+                canvas.draw()
+            finally:
+                for artist in self._changing:
+                    artist.set_animated(False)
+            self._background = canvas.copy_from_bbox(fig.bbox)
+            self._background_key = key
+            self.background_draws += 1
+        else:
+            canvas.restore_region(self._background)
+        renderer = canvas.get_renderer()
+        for artist in self._changing:
+            artist.draw(renderer)
+        png = _encode_png(canvas, self.compress_level)
+        self.state = state
+        return png
+
+
+def _encode_png(canvas, compress_level: int) -> bytes:
+    import PIL.Image
+
+    width, height = canvas.get_width_height(physical=True)
+    image = PIL.Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="png", compress_level=compress_level)
+    return buffer.getvalue()
+
+
 class Explorer(ipywidgets.VBox):
-    """Two sliders and an Output that shows :func:`explorer_figure` at their values.
+    """Two sliders and an image of the explorer figure at their values.
+
+    Each slider move runs ``explorer_state`` -> ``LiveFigure.render`` (update the persistent figure,
+    encode it) -> the ``image`` widget's value; nothing else.
 
     Attributes
     ----------
     sigma_slider, imbalance_slider : ipywidgets.FloatSlider
+    image : ipywidgets.Image
+        The figure, as PNG.
     output : ipywidgets.Output
+        Empty, unless the latest redraw failed: then it shows the error.
+    live : LiveFigure
+        The persistent figure (``live.artists``) and the position it shows (``live.state``).
     redraw_count : int
         How many times the figure was redrawn (including the first drawing).
     last_error : Exception or None
@@ -479,8 +803,10 @@ class Explorer(ipywidgets.VBox):
             style=style,
             layout=layout,
         )
+        self.image = ipywidgets.Image(format="png")
         self.output = ipywidgets.Output()
-        super().__init__([self.sigma_slider, self.imbalance_slider, self.output])
+        self.live = LiveFigure(dpi=dpi)
+        super().__init__([self.sigma_slider, self.imbalance_slider, self.image, self.output])
         self.sigma_slider.observe(self._on_change, names="value")
         self.imbalance_slider.observe(self._on_change, names="value")
         self.redraw()
@@ -489,19 +815,22 @@ class Explorer(ipywidgets.VBox):
         self.redraw()
 
     def redraw(self):
-        """Replace the output with the figure at the sliders' current values."""
+        """Show the figure at the sliders' current values."""
         self.redraw_count += 1
         sigma, imbalance = self.sigma_slider.value, self.imbalance_slider.value
         try:
-            fig = explorer_figure(sigma, imbalance, self.seed, **self.shape)
-            png = figure_to_png(fig, dpi=self.dpi)
+            png = self.live.render(explorer_state(sigma, imbalance, self.seed, **self.shape))
         except Exception as exc:  # shown to the reader, never swallowed silently
             self.last_error = exc
             self.output.outputs = (_error_output(exc),)
             return
         self.last_error = None
-        text = f"explorer figure at sigma_group={sigma:.2f}, size_imbalance={imbalance:.2f}"
-        self.output.outputs = (_png_output(png, text),)
+        self.image.value = png
+        self.image.tooltip = (
+            f"Explorer figure at sigma_group={sigma:.2f}, size_imbalance={imbalance:.2f}"
+        )
+        if self.output.outputs:
+            self.output.outputs = ()
 
 
 def explorer(
@@ -516,9 +845,9 @@ def explorer(
     """The live between-cluster-variance explorer (needs a running Python kernel).
 
     Two sliders set the between-cluster SD and the cluster-size imbalance of a question-shaped data set
-    (326,362 rows in 24 clusters by default); each move redraws :func:`explorer_figure` from simulated
-    sufficient statistics: about 20 ms of computing, the rest is matplotlib drawing the figure
-    (``benchmarks/widget_redraw.py`` measures both).
+    (326,362 rows in 24 clusters by default). Each move recomputes the position from simulated sufficient
+    statistics (:func:`explorer_state`, about 10 ms) and updates one persistent figure in place
+    (:func:`update_explorer`) instead of drawing a new one; ``benchmarks/widget_redraw.py`` times both.
 
     Parameters
     ----------
@@ -534,17 +863,17 @@ def explorer(
     Returns
     -------
     ipywidgets.VBox
-        An ``Explorer`` with attributes ``sigma_slider``, ``imbalance_slider``, ``output`` and
-        ``redraw_count``.
+        An ``Explorer`` with attributes ``sigma_slider``, ``imbalance_slider``, ``image``, ``output``,
+        ``live``, ``redraw_count`` and ``last_error``.
 
     Examples
     --------
     >>> box = explorer(n_obs=2_000)
-    >>> box.redraw_count, len(box.output.outputs)
-    (1, 1)
+    >>> box.redraw_count, bytes(box.image.value[:4]) == b"\\x89PNG"
+    (1, True)
     >>> box.sigma_slider.value = 0.5
-    >>> box.redraw_count, box.last_error is None
-    (2, True)
+    >>> box.redraw_count, box.last_error is None, box.live.state.sigma_group
+    (2, True, 0.5)
     """
     return Explorer(sigma_group, size_imbalance, seed, dpi, continuous_update, **shape)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import io
 import json
 import re
 
@@ -12,13 +12,15 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 import scipy.stats  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import helpers.widgets as widgets  # noqa: E402
-from helpers.decompose import fixed_effect_path  # noqa: E402
+from helpers.decompose import fixed_effect_path, large_theta_limit  # noqa: E402
 from helpers.fit import fit_lmm, fit_lmm_from_stats, fit_ols  # noqa: E402
+from helpers.plots import figure_to_png  # noqa: E402
 from helpers.widgets import (  # noqa: E402
     QUESTION_SHAPE,
     STATIC_NOTE,
@@ -149,6 +151,7 @@ def test_explorer_figure_draws_the_fit_of_its_position():
     sim = simulate_question_stats(0.4, 1.0, seed=2, **SMALL)
     fit = fit_lmm_from_stats(sim.stats, sim.term_names)
     ols = fit_ols_from_sim(sim)
+    limits = large_theta_limit(sim.stats, sim.term_names)
     for k, (ax, term) in enumerate(zip(fig.axes[:2], sim.term_names, strict=True)):
         (line,) = [a for a in ax.get_lines() if a.get_gid() == "path"]
         path = fixed_effect_path(sim.stats, sim.term_names, line.get_xdata())
@@ -173,17 +176,66 @@ def test_explorer_figure_draws_the_fit_of_its_position():
             fit.fe_params[term] + np.array([-1.96, 1.96]) * fit.bse[term],
             rtol=1e-9,
         )
-    shrink = fig.axes[2].get_lines()[0]
+        lower, upper = [a for a in ax.get_lines() if a.get_gid() == "interval_caps"]
+        np.testing.assert_allclose(lower.get_xydata(), [[0.0, ols_low], [x1, lmm_low]], rtol=1e-12)
+        np.testing.assert_allclose(
+            upper.get_xydata(), [[0.0, ols_high], [x1, lmm_high]], rtol=1e-12
+        )
+        # the band is the path +- 1.96 SE
+        (band,) = [c for c in ax.collections if c.get_gid() == "band"]
+        vertices = band.get_paths()[0].vertices
+        for theta, est, se in path.loc[
+            path["term"] == term, ["theta", "estimate", "std_error"]
+        ].to_numpy():
+            ys = vertices[vertices[:, 0] == theta, 1]
+            assert np.isclose(ys, est - 1.96 * se).any() and np.isclose(ys, est + 1.96 * se).any()
+        # the levels: pooled OLS (line and square at 0), the theta -> infinity limit, the truth
+        levels = {a.get_gid(): a for a in ax.get_lines()}
+        assert levels["ols"].get_ydata()[0] == pytest.approx(ols.params.iloc[k], rel=1e-9)
+        assert list(levels["ols_marker"].get_xydata()[0]) == pytest.approx(
+            [0.0, ols.params.iloc[k]]
+        )
+        assert levels["limit"].get_ydata()[0] == pytest.approx(limits[term], rel=1e-12)
+        assert levels["truth"].get_ydata()[0] == sim.truth[term]
+        assert levels["theta_hat_rule"].get_xdata()[0] == pytest.approx(fit.theta, rel=1e-9)
     n = sim.stats.counts
     u = fit.theta**2
+    shrink, lmm_weight, ols_weight = fig.axes[2].get_lines()
+    for line in (shrink, lmm_weight, ols_weight):
+        np.testing.assert_array_equal(line.get_xdata(), n)
     np.testing.assert_allclose(shrink.get_ydata(), n * u / (1 + n * u), rtol=1e-9)
-    ols_weight = fig.axes[2].get_lines()[2]
+    w = n / (1 + n * u)  # 1 / (sigma_b^2 + sigma^2 / n_i), up to the factor sigma^2
+    np.testing.assert_allclose(lmm_weight.get_ydata(), w / w.sum() * len(n), rtol=1e-9)
     np.testing.assert_allclose(ols_weight.get_ydata(), n / n.sum() * len(n), rtol=1e-12)
+    icc = fit.sigma2_group / (fit.sigma2_group + fit.sigma2_resid)
+    assert f"ICC {icc:.3f}" in fig._suptitle.get_text()
 
 
 def fit_ols_from_sim(sim):
     """Pooled OLS of rows with exactly the simulated cells (an independent check of the OLS bars)."""
     return fit_ols(_rows_with_these_cells(sim), "pSHP2 ~ condition")
+
+
+def test_explorer_figure_frames_what_it_draws():
+    """Computed (not autoscaled) limits still show the path, both intervals, the truth and the sizes."""
+    for sigma, imbalance in [(0.0, 0.0), (0.05, 2.5), (0.31, 1.5), (1.0, 0.3)]:
+        fig = explorer_figure(sigma, imbalance, **SMALL)
+        for ax in fig.axes[:2]:
+            low, high = ax.get_ylim()
+            (line,) = [a for a in ax.get_lines() if a.get_gid() == "path"]
+            (truth,) = [a for a in ax.get_lines() if a.get_gid() == "truth"]
+            (bars,) = [c for c in ax.collections if c.get_gid() == "intervals"]
+            ends = np.concatenate([np.asarray(seg)[:, 1] for seg in bars.get_segments()])
+            shown = np.concatenate([line.get_ydata(), truth.get_ydata(), ends])
+            assert low < shown.min() and shown.max() < high
+            left, right = ax.get_xlim()
+            assert left < 0 and right > line.get_xdata().max()
+        ax = fig.axes[2]
+        sizes = ax.get_lines()[0].get_xdata()
+        assert ax.get_xlim()[0] < sizes.min() and sizes.max() < ax.get_xlim()[1]
+        ys = np.concatenate([line.get_ydata() for line in ax.get_lines()])
+        assert ax.get_ylim()[0] <= ys.min() and ys.max() < ax.get_ylim()[1]
+        assert len(ax.get_xticks()) >= 2
 
 
 def test_explorer_figure_at_zero_between_variance():
@@ -194,44 +246,144 @@ def test_explorer_figure_at_zero_between_variance():
 # --- the live widget ---------------------------------------------------------------------------------------
 
 
-def _png(box) -> bytes:
-    (output,) = box.output.outputs
-    assert output["output_type"] == "display_data", output
-    return base64.b64decode(output["data"]["image/png"])
+def _move(box, slider, value):
+    """Move a slider as a reader would; a redraw that fails fails the test with its own exception."""
+    before = box.redraw_count
+    slider.value = value
+    assert box.redraw_count == before + 1
+    if box.last_error is not None:
+        raise box.last_error
+    assert box.output.outputs == ()
+
+
+def _pixels(png) -> np.ndarray:
+    return np.asarray(PIL.Image.open(io.BytesIO(bytes(png))).convert("RGB"), dtype=int)
+
+
+def _drawn_data(fig) -> list:
+    """What a figure shows, artist by artist: data of lines and collections, limits, ticks, texts."""
+    shown = [fig._suptitle.get_text()]
+    for ax in fig.axes:
+        shown += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()]
+        shown += [np.array(ax.get_xlim()), np.array(ax.get_ylim())]
+        shown += [ax.get_xticks(), ax.get_yticks()]
+        shown += [[t.get_text() for t in ax.get_xticklabels()]]
+        for line in ax.get_lines():
+            shown += [line.get_gid(), line.get_visible(), np.asarray(line.get_xydata(), float)]
+        for coll in ax.collections:
+            shown += [coll.get_gid(), [p.vertices.copy() for p in coll.get_paths()]]
+    return shown
+
+
+def _assert_same_data(live, pure):
+    got, expected = _drawn_data(live), _drawn_data(pure)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        if isinstance(e, np.ndarray):
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=0)
+        elif isinstance(e, list) and e and isinstance(e[0], np.ndarray):
+            assert len(g) == len(e)
+            for gv, ev in zip(g, e, strict=True):
+                np.testing.assert_allclose(gv, ev, rtol=1e-12, atol=0)
+        else:
+            assert g == e
 
 
 def test_live_explorer_redraws_on_each_slider_move():
     box = explorer(sigma_group=0.31, size_imbalance=1.5, **SMALL)
-    assert box.redraw_count == 1
-    first = _png(box)
-    assert first.startswith(PNG_MAGIC)
+    assert box.redraw_count == 1 and box.last_error is None
+    assert box.children == (box.sigma_slider, box.imbalance_slider, box.image, box.output)
+    first = bytes(box.image.value)
+    assert first.startswith(PNG_MAGIC) and box.image.format == "png"
 
-    box.sigma_slider.value = 0.6
-    assert box.redraw_count == 2
-    assert box.last_error is None
-    second = _png(box)
-    assert second != first
+    _move(box, box.sigma_slider, 0.6)
+    second = bytes(box.image.value)
+    assert second.startswith(PNG_MAGIC) and second != first
+    assert "0.60" in box.image.tooltip
 
-    box.imbalance_slider.value = 0.5
-    assert box.redraw_count == 3
-    assert box.last_error is None
-    assert _png(box) != second
-    assert not [o for o in box.output.outputs if o["output_type"] == "error"]
-    assert box.children == (box.sigma_slider, box.imbalance_slider, box.output)
+    _move(box, box.imbalance_slider, 0.5)
+    assert bytes(box.image.value) != second
+    assert box.live.state.sigma_group == 0.6 and box.live.state.size_imbalance == 0.5
 
 
-def test_live_explorer_shows_a_failing_redraw(monkeypatch):
+def test_live_redraw_shows_what_explorer_figure_draws():
+    """After slider moves, the persistent figure holds the pure function's data, and looks the same."""
+    box = explorer(sigma_group=0.31, size_imbalance=1.5, seed=3, **SMALL)
+    counts = [len(ax.get_children()) for ax in box.live.artists.fig.axes]
+    for slider, value in [
+        (box.sigma_slider, 0.6),
+        (box.imbalance_slider, 0.5),
+        (box.sigma_slider, 0.0),
+        (box.imbalance_slider, 2.5),
+        (box.sigma_slider, 0.15),
+    ]:
+        _move(box, slider, value)
+        sigma, imbalance = box.sigma_slider.value, box.imbalance_slider.value
+        pure = explorer_figure(sigma, imbalance, seed=3, **SMALL)
+        _assert_same_data(box.live.artists.fig, pure)
+        np.testing.assert_array_equal(
+            _pixels(bytes(box.image.value)), _pixels(figure_to_png(pure, dpi=box.dpi))
+        )
+    # updated in place: no artist was added along the way, and the unchanging part was drawn once
+    assert [len(ax.get_children()) for ax in box.live.artists.fig.axes] == counts
+    assert box.live.background_draws == 1
+    # and it stays an ordinary figure: saved in full, it is the pure figure of the last position
+    np.testing.assert_array_equal(
+        _pixels(figure_to_png(box.live.artists.fig, dpi=box.dpi)),
+        _pixels(figure_to_png(pure, dpi=box.dpi)),
+    )
+
+
+def test_live_figure_redraws_its_background_when_the_theta_axis_changes():
+    # a small residual SD puts theta-hat beyond the usual theta range: the theta axes widen
+    shape = {**SMALL, "sigma_resid": 0.01}
+    box = explorer(sigma_group=0.05, size_imbalance=1.0, **shape)
+    assert box.live.background_draws == 1
+    _move(box, box.sigma_slider, 0.8)
+    assert box.live.state.theta_hat > 40
+    assert box.live.background_draws == 2
+    pure = explorer_figure(0.8, 1.0, **shape)
+    _assert_same_data(box.live.artists.fig, pure)
+    np.testing.assert_array_equal(
+        _pixels(bytes(box.image.value)), _pixels(figure_to_png(pure, dpi=72))
+    )
+    right = box.live.artists.paths[0].ax.get_xlim()[1]
+    assert right > box.live.state.theta_hat
+
+
+def test_live_explorer_shows_a_failing_redraw_and_recovers(monkeypatch):
     box = explorer(**SMALL)
+    shown = bytes(box.image.value)
 
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(widgets, "explorer_figure", broken)
+    monkeypatch.setattr(widgets, "update_explorer", broken)
     box.sigma_slider.value = 0.5
     assert box.redraw_count == 2
     assert isinstance(box.last_error, RuntimeError)
     (output,) = box.output.outputs
     assert output["output_type"] == "error" and output["ename"] == "RuntimeError"
+    assert bytes(box.image.value) == shown  # the last good figure stays
+
+    monkeypatch.setattr(widgets, "explorer_state", broken)
+    box.imbalance_slider.value = 0.5
+    assert box.redraw_count == 3 and isinstance(box.last_error, RuntimeError)
+
+    monkeypatch.undo()
+    _move(box, box.sigma_slider, 0.4)  # the error is cleared by the next good redraw
+    assert bytes(box.image.value) != shown
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        monkeypatch.setattr(widgets, "update_explorer", broken)
+        _move(box, box.sigma_slider, 0.45)
+
+
+def test_size_ticks_always_label_the_weight_axis():
+    for low in np.logspace(0.5, 5, 37):
+        for span in (0.8, 1.0, 1.7, 3.0):
+            ticks = widgets._size_ticks(low, low * 10**span)
+            assert len(ticks) >= 2
+            assert ticks.min() >= low and ticks.max() <= low * 10**span
 
 
 # --- the static twin ---------------------------------------------------------------------------------------
