@@ -471,35 +471,23 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
             "The model matrix has infinite values; check transformed predictors such as log(x)."
         )
 
+    codes = labels = stats = None
     if parsed.group is None:
         _qr(X, term_names)  # rank check only
-        return Design(
-            X=X,
-            y=y,
-            term_names=term_names,
-            response=parsed.response,
-            formula=formula,
-            group=None,
-            group_codes=None,
-            group_labels=None,
-            stats=None,
-            n_dropped=n_dropped,
-            dropped_by_column=dropped_by_column,
-            model_spec=matrices.rhs.model_spec,
-        )
-
-    codes, labels = _encode_groups(frame[parsed.group])
-    if len(labels) < 2:
-        raise DataError(
-            f"The grouping column {parsed.group!r} has {len(labels)} distinct value(s) after dropping rows "
-            "with missing values; a random intercept needs at least 2 groups."
-        )
-    if len(labels) >= len(y):
-        raise DataError(
-            f"The grouping column {parsed.group!r} has as many groups ({len(labels)}) as rows; with one row "
-            "per group the group and residual variances cannot be told apart. Check the grouping column."
-        )
-    stats = sufficient_stats(X, y, codes, len(labels), term_names)
+    else:
+        codes, labels = _encode_groups(frame[parsed.group])
+        if len(labels) < 2:
+            raise DataError(
+                f"The grouping column {parsed.group!r} has {len(labels)} distinct value(s) after dropping "
+                "rows with missing values; a random intercept needs at least 2 groups."
+            )
+        if len(labels) >= len(y):
+            raise DataError(
+                f"The grouping column {parsed.group!r} has as many groups ({len(labels)}) as rows; with one "
+                "row per group the group and residual variances cannot be told apart. Check the grouping "
+                "column."
+            )
+        stats = sufficient_stats(X, y, codes, len(labels), term_names)
     return Design(
         X=X,
         y=y,

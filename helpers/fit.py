@@ -80,6 +80,25 @@ def optimize_theta(stats: SufficientStats, reml: bool = True) -> tuple[float, bo
     return theta, converged
 
 
+def _estimate_theta(stats: SufficientStats, reml: bool, response: str) -> tuple[float, bool]:
+    """Refuse exact fits, optimise theta, and warn if the optimiser ran off the grid."""
+    between = float((stats.sum_y**2 / np.maximum(stats.counts, 1)).sum())
+    if stats.ete <= 1e-24 * max(stats.ete + between, 1e-300):
+        raise DataError(
+            f"The response {response!r} is fitted exactly by the fixed effects (for example, it is "
+            "constant): no variation is left for the random intercept or the residual to explain."
+        )
+    theta, converged = optimize_theta(stats, reml)
+    if not converged:
+        warnings.warn(
+            "The optimiser did not converge: the criterion still falls at theta = 1e4. The group variance "
+            "dwarfs the residual variance; check that the response varies within groups.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return theta, converged
+
+
 def _lmm_result(
     stats: SufficientStats,
     theta: float,
@@ -163,14 +182,7 @@ def fit_lmm_from_stats(
     """
     if group_labels is None:
         group_labels = np.arange(stats.n_groups)
-    theta, converged = optimize_theta(stats, reml)
-    if not converged:
-        warnings.warn(
-            "The optimiser did not converge: the criterion still falls at theta = 1e4. The group variance "
-            "dwarfs the residual variance; check that the response varies within groups.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    theta, converged = _estimate_theta(stats, reml, response)
     return _lmm_result(
         stats,
         theta,
@@ -229,19 +241,7 @@ def fit_lmm(
         raise DataError(
             "fit_lmm needs a grouping column: add '(1 | group)' to the formula or pass group='column'."
         )
-    if design.stats.ete <= 1e-24 * max(float(design.y @ design.y), 1e-300):
-        raise DataError(
-            f"The response {design.response!r} is fitted exactly by the fixed effects (for example, it is "
-            "constant): no variation is left for the random intercept or the residual to explain."
-        )
-    theta, converged = optimize_theta(design.stats, reml)
-    if not converged:
-        warnings.warn(
-            "The optimiser did not converge: the criterion still falls at theta = 1e4. The group variance "
-            "dwarfs the residual variance; check that the response varies within groups.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    theta, converged = _estimate_theta(design.stats, reml, design.response)
     return _lmm_result(
         design.stats,
         theta,
