@@ -43,6 +43,7 @@ __all__ = [
     "Decomposition",
     "WithinBetweenBlend",
     "decompose",
+    "assemble_decomposition",
     "within_estimator",
     "between_estimator",
     "large_theta_limit",
@@ -572,27 +573,60 @@ def decompose(
     names = list(lmm_fit.fe_params.index)
     design = lmm_fit.design
 
-    table = cluster_table(stats, lmm_fit.theta, lmm_fit.ranef.index, lmm_fit.fe_params)
-    lam = table["lambda"].to_numpy()
-    x_star, y_star = quasi_demean(design.X, design.y, design.group_codes, lam)
+    lam = cluster_table(stats, lmm_fit.theta, lmm_fit.ranef.index, lmm_fit.fe_params)["lambda"]
+    x_star, y_star = quasi_demean(design.X, design.y, design.group_codes, lam.to_numpy())
     coef, *_ = np.linalg.lstsq(x_star, y_star, rcond=None)
+    return assemble_decomposition(lmm_fit, ols_fit, pd.Series(coef, index=names))
 
+
+def assemble_decomposition(
+    lmm_fit, ols_fit, reconstructed: pd.Series | None = None
+) -> Decomposition:
+    """Put a :class:`Decomposition` together from the two fits, using their sufficient statistics only.
+
+    Parameters
+    ----------
+    lmm_fit : helpers.results.LmmResult
+    ols_fit : helpers.results.OlsResult
+    reconstructed : pandas.Series, optional
+        The LMM fixed effects recomputed independently (by :func:`decompose`, as OLS on quasi-demeaned
+        rows). Without rows, the exact within/between blend stands in for it.
+
+    Returns
+    -------
+    Decomposition
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm, fit_ols
+    >>> radon = load_dataset("radon")
+    >>> lmm = fit_lmm(radon, "log_radon ~ floor + (1 | county)")
+    >>> dec = assemble_decomposition(lmm, fit_ols(radon, "log_radon ~ floor"))
+    >>> bool(dec.reconstruction_error < 1e-8)
+    True
+    """
+    stats = lmm_fit.stats
+    names = list(lmm_fit.fe_params.index)
+    table = cluster_table(stats, lmm_fit.theta, lmm_fit.ranef.index, lmm_fit.fe_params)
+    blend = within_between_blend(stats, lmm_fit.theta, names)
+    if reconstructed is None:
+        reconstructed = blend.beta
     n = stats.counts.astype(float)
     total_var = lmm_fit.sigma2_group + lmm_fit.sigma2_resid
     icc = lmm_fit.sigma2_group / total_var if total_var > 0 else 0.0
     design_effect = 1.0 + (float((n * n).sum() / n.sum()) - 1.0) * icc
-
     return Decomposition(
         ols=ols_fit.params.rename("ols"),
         lmm=lmm_fit.fe_params.rename("lmm"),
         within=within_estimator(stats, names),
         between=between_estimator(stats, names),
-        reconstructed=pd.Series(coef, index=names, name="reconstructed"),
+        reconstructed=reconstructed.rename("reconstructed"),
         table=table,
         design_effect=float(design_effect),
         icc=float(icc),
         se_ratio=(lmm_fit.bse / ols_fit.bse).rename("se_ratio"),
-        blend=within_between_blend(stats, lmm_fit.theta, names),
+        blend=blend,
         ols_fit=ols_fit,
         lmm_fit=lmm_fit,
     )
