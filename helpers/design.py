@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from ._blas import single_blas_thread
 from .validate import DataError, check_columns, parse_formula
 
 __all__ = [
@@ -185,36 +186,38 @@ def sufficient_stats(
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     names = list(term_names) if term_names is not None else [f"x{k}" for k in range(X.shape[1])]
-    q, r = _qr(X, names)
-    q = np.asfortranarray(q)  # column-major: every per-column pass below reads contiguous memory
-    qty = q.T @ y
-    e = y - q @ qty
-    correction = q.T @ e  # one step of re-orthogonalisation for offsets such as y + 1e6
-    e -= q @ correction
-    beta_ols = scipy.linalg.solve_triangular(r, qty + correction)
-    counts = np.bincount(codes, minlength=n_groups)
-    inv_n = 1.0 / np.maximum(counts, 1)
-    p = q.shape[1]
-    sum_e = np.bincount(codes, weights=e, minlength=n_groups)
-    e_within = e - (sum_e * inv_n)[codes]
-    sum_q = np.empty((n_groups, p))
-    q_within = np.empty_like(q)
-    for k in range(p):
-        sum_q[:, k] = np.bincount(codes, weights=q[:, k], minlength=n_groups)
-        q_within[:, k] = q[:, k] - (sum_q[:, k] * inv_n)[codes]
-    return _frozen(
-        SufficientStats(
-            counts=counts.astype(np.int64),
-            sum_q=sum_q,
-            sum_e=sum_e,
-            ete=float(e @ e),
-            r_factor=r,
-            beta_ols=beta_ols,
-            within_qq=q_within.T @ q_within,
-            within_qe=q_within.T @ e_within,
-            within_ee=float(e_within @ e_within),
+    with single_blas_thread():
+        q, r = _qr(X, names)
+        # column-major: every per-column pass below reads contiguous memory
+        q = np.asfortranarray(q)
+        qty = q.T @ y
+        e = y - q @ qty
+        correction = q.T @ e  # one step of re-orthogonalisation for offsets such as y + 1e6
+        e -= q @ correction
+        beta_ols = scipy.linalg.solve_triangular(r, qty + correction)
+        counts = np.bincount(codes, minlength=n_groups)
+        inv_n = 1.0 / np.maximum(counts, 1)
+        p = q.shape[1]
+        sum_e = np.bincount(codes, weights=e, minlength=n_groups)
+        e_within = e - (sum_e * inv_n)[codes]
+        sum_q = np.empty((n_groups, p))
+        q_within = np.empty_like(q)
+        for k in range(p):
+            sum_q[:, k] = np.bincount(codes, weights=q[:, k], minlength=n_groups)
+            q_within[:, k] = q[:, k] - (sum_q[:, k] * inv_n)[codes]
+        return _frozen(
+            SufficientStats(
+                counts=counts.astype(np.int64),
+                sum_q=sum_q,
+                sum_e=sum_e,
+                ete=float(e @ e),
+                r_factor=r,
+                beta_ols=beta_ols,
+                within_qq=q_within.T @ q_within,
+                within_qe=q_within.T @ e_within,
+                within_ee=float(e_within @ e_within),
+            )
         )
-    )
 
 
 def _frozen(stats: SufficientStats) -> SufficientStats:
@@ -473,7 +476,8 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
 
     codes = labels = stats = None
     if parsed.group is None:
-        _qr(X, term_names)  # rank check only
+        with single_blas_thread():
+            _qr(X, term_names)  # rank check only
     else:
         codes, labels = _encode_groups(frame[parsed.group])
         if len(labels) < 2:

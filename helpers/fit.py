@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.optimize
 
+from ._blas import single_blas_thread
 from .design import Design, SufficientStats, build_design
 from .objective import criterion, criterion_derivative, profile
 from .results import LmmResult, OlsResult
@@ -283,33 +284,37 @@ def fit_ols(data: pd.DataFrame, formula: str, *, cluster: str | None = None) -> 
     True
     """
     design = build_design(data, formula, cluster)
-    X, y = design.X, design.y
-    q, r = np.linalg.qr(X, mode="reduced")
-    qty = q.T @ y
-    resid = y - q @ qty
-    correction = q.T @ resid
-    resid -= q @ correction
-    beta = np.linalg.solve(r, qty + correction)
-    n, p = X.shape
-    df_resid = n - p
-    sigma2 = float(resid @ resid) / df_resid
-    r_inv = np.linalg.solve(r, np.eye(p))
-    bread = r_inv @ r_inv.T
-    names = design.term_names
-    cov = pd.DataFrame(sigma2 * bread, index=names, columns=names)
-    bse_cluster = cov_cluster = None
-    n_clusters = None
-    if design.group is not None:
-        codes = design.group_codes
-        n_clusters = len(design.group_labels)
-        scores = np.column_stack(
-            [np.bincount(codes, weights=X[:, k] * resid, minlength=n_clusters) for k in range(p)]
-        )
-        meat = scores.T @ scores
-        factor = n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
-        vc = factor * bread @ meat @ bread
-        cov_cluster = pd.DataFrame(vc, index=names, columns=names)
-        bse_cluster = pd.Series(np.sqrt(np.diag(vc)), index=names, name="std_error_cluster")
+    with single_blas_thread():
+        X, y = design.X, design.y
+        q, r = np.linalg.qr(X, mode="reduced")
+        qty = q.T @ y
+        resid = y - q @ qty
+        correction = q.T @ resid
+        resid -= q @ correction
+        beta = np.linalg.solve(r, qty + correction)
+        n, p = X.shape
+        df_resid = n - p
+        sigma2 = float(resid @ resid) / df_resid
+        r_inv = np.linalg.solve(r, np.eye(p))
+        bread = r_inv @ r_inv.T
+        names = design.term_names
+        cov = pd.DataFrame(sigma2 * bread, index=names, columns=names)
+        bse_cluster = cov_cluster = None
+        n_clusters = None
+        if design.group is not None:
+            codes = design.group_codes
+            n_clusters = len(design.group_labels)
+            scores = np.column_stack(
+                [
+                    np.bincount(codes, weights=X[:, k] * resid, minlength=n_clusters)
+                    for k in range(p)
+                ]
+            )
+            meat = scores.T @ scores
+            factor = n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
+            vc = factor * bread @ meat @ bread
+            cov_cluster = pd.DataFrame(vc, index=names, columns=names)
+            bse_cluster = pd.Series(np.sqrt(np.diag(vc)), index=names, name="std_error_cluster")
     return OlsResult(
         params=pd.Series(beta, index=names, name="estimate"),
         bse=pd.Series(np.sqrt(np.diag(cov.to_numpy())), index=names, name="std_error"),
