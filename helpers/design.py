@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.linalg
 
 from ._blas import single_blas_thread
-from .validate import DataError, check_columns, parse_formula
+from .validate import DataError, check_columns, check_finite, parse_formula
 
 __all__ = [
     "RowsDroppedWarning",
@@ -350,7 +350,15 @@ def _required_columns(fixed: str, original: str) -> list[str]:
     import formulaic
 
     try:
-        required = formulaic.Formula(fixed).required_variables
+        parsed = formulaic.Formula(fixed)
+        # the union over factors, not Formula.required_variables, which reads `county.name` as `county`
+        required = {
+            name
+            for part in (parsed.lhs, parsed.rhs)
+            for term in part
+            for factor in term.factors
+            for name in factor.required_variables
+        }
     except formulaic.errors.FormulaSyntaxError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(
@@ -421,7 +429,7 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
     if parsed.group is not None and parsed.group not in columns:
         columns = columns + [parsed.group]
     plain_response = parsed.response if parsed.response in data.columns else None
-    check_columns(data, columns, response=plain_response, group=parsed.group)
+    check_columns(data, columns, response=plain_response, group=parsed.group, check_infinite=False)
 
     frame = data[columns]
     missing = frame.isna()
@@ -437,6 +445,9 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
             stacklevel=3,
         )
         frame = frame.loc[keep]
+    check_finite(
+        frame, columns
+    )  # after the drop, as R: an infinite value in a dropped row is no error
     if len(frame) == 0:
         raise DataError(
             "No rows are left after dropping rows with missing values in "

@@ -34,6 +34,15 @@ them (R's ``na.omit``); NaN counts as missing, and the CSV reader treats the sam
 pandas does (``NA``, ``NaN``, ``NULL``, an empty field, ...). The number dropped, and how many missing
 values each column contributed, are part of the result.
 
+CSV files are read in the dialect pandas reads (comma or, for ``.tsv``, tab; double quotes; no rows
+skipped), never a dialect DuckDB guesses, so both paths see the same rows. Before any reader sees a
+CSV file, :func:`check_file` reads its header with Python's ``csv`` module and refuses one that would
+mislead or stall a reader: not UTF-8, a first line over :data:`MAX_HEADER_BYTES`, more than
+:data:`MAX_COLUMNS` columns, a name over :data:`MAX_NAME_CHARS` characters, a repeated name, or a
+single column that is really several separated by semicolons or tabs. A model column DuckDB types
+as text although every value reads as a number is read as a number, as pandas reads it; one that
+mostly holds numbers but is text is refused, naming the values (:func:`text_number_problem`).
+
 Supported formulas: a response, plain columns (numeric or text; backticks for names with spaces or dots),
 interactions of them (``a:b``, ``a*b``), ``0 +`` or ``- 1``, and one ``(1 | group)`` term.
 Transformations such as ``log(x)`` or ``C(x)`` need the rows; add them as columns to the file first.
@@ -41,8 +50,14 @@ Transformations such as ``log(x)`` or ``C(x)`` need the rows; add them as column
 
 from __future__ import annotations
 
+import codecs
+import csv
+import gzip
+import io
 import os
+import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +71,8 @@ __all__ = [
     "FileDesign",
     "NA_STRINGS",
     "check_file",
+    "csv_header",
+    "text_number_problem",
     "file_format",
     "file_columns",
     "design_from_file",
@@ -94,6 +111,13 @@ _FORMATS = {
     ".pq": "parquet",
 }
 _COMPRESSED = (".gz", ".zst")
+
+#: Limits on a CSV header, checked before any reader parses the file: a damaged file (one enormous
+#: line, or a header of a million repeated names) would otherwise keep a reader busy for minutes or
+#: take all the memory.
+MAX_HEADER_BYTES = 1024**2
+MAX_COLUMNS = 10_000
+MAX_NAME_CHARS = 1_000
 _NUMERIC_TYPES = (
     "TINYINT",
     "SMALLINT",
@@ -189,7 +213,206 @@ def check_file(path) -> str:
         raise DataError(f"File {str(path)!r} cannot be read ({exc.strerror or exc}).") from None
     if p.stat().st_size == 0:
         raise DataError(f"File {str(path)!r} is empty (0 bytes).")
-    return file_format(p)
+    fmt = file_format(p)
+    if fmt in ("csv", "tsv"):
+        _check_header(p, fmt)
+    return fmt
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def csv_header(path, fmt: str | None = None):
+    """The column names in the header of a CSV or TSV file, read from its first MiB only.
+
+    Blank lines before the header are skipped and a UTF-8 byte-order mark is removed, as pandas does.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.csv``, ``.tsv`` or ``.txt`` file, optionally ``.gz``.
+    fmt : str, optional
+        ``"csv"`` or ``"tsv"``; from the file name by default.
+
+    Returns
+    -------
+    list of str or None
+        The names (an empty list for a file without a header), or None when the header cannot be
+        read this way (a ``.zst`` file, or a quoted header field longer than the first MiB).
+
+    Raises
+    ------
+    DataError
+        When the file is not UTF-8 text, is a damaged ``.gz``, or has a first line longer than
+        :data:`MAX_HEADER_BYTES`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "tiny.csv"
+    >>> _ = path.write_text('\\ufeff\\ny,"my, x",g\\n1,2,a\\n')
+    >>> csv_header(path)
+    ['y', 'my, x', 'g']
+    """
+    p = Path(path)
+    fmt = fmt or file_format(p)
+    name = p.name
+    lowered = name.lower()
+    if lowered.endswith(".zst"):
+        return None
+    try:
+        opener = gzip.open if lowered.endswith(".gz") else open
+        with opener(p, "rb") as handle:
+            chunk = handle.read(MAX_HEADER_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"File {name!r} could not be read as CSV: {_short(exc, 120)}") from None
+    truncated = len(chunk) > MAX_HEADER_BYTES
+    if chunk.startswith(b"\x1f\x8b"):
+        raise DataError(
+            f"File {name!r} could not be read as CSV: it is gzip-compressed; name it {name}.gz "
+            "or decompress it."
+        )
+    if chunk.startswith(b"PAR1"):
+        raise DataError(
+            f"File {name!r} could not be read as CSV: it is a Parquet file; name it .parquet."
+        )
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(chunk, final=not truncated)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"File {name!r} could not be read as CSV: it is not UTF-8 text (byte "
+            f"0x{chunk[exc.start]:02x} at position {exc.start}); save it as a UTF-8 CSV file."
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if truncated and not re.search(r"[\r\n]", text.lstrip("\r\n")):
+        raise DataError(
+            f"File {name!r} has a first line longer than {MAX_HEADER_BYTES // 1024**2} MiB "
+            f"({_short(text, 30)!r}); a CSV file has one record per line, starting with a header "
+            "of column names."
+        )
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+    try:
+        for record in reader:
+            if record:
+                return record
+    except csv.Error:  # a quoted header field running past the first MiB: leave it to the reader
+        return None
+    return []
+
+
+_COMMA_NUMBER = re.compile(r"^\s*[+-]?(\d{1,3}(,\d{3})+(\.\d*)?|\d+,\d+)\s*$")
+
+
+def text_number_problem(column: str, counts: pd.Series) -> str | None:
+    """A sentence for a text column that mostly holds numbers, or None when it is real text.
+
+    A numeric column with a few stray words (``.``, ``abc``), or with thousands separators or
+    decimal commas, is read as text, and a text predictor becomes a categorical one with a level per
+    distinct number: a fit that means nothing, or a model matrix too large to build. When at least
+    half of the values read as numbers (allowing for commas), the column is taken as meant to be
+    numeric and the values that are not numbers are named.
+
+    Parameters
+    ----------
+    column : str
+    counts : pandas.Series
+        How many times each distinct non-missing value (as text) occurs, indexed by the value.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> print(text_number_problem("x", pd.Series({"1.5": 8, "2": 3, "abc": 1})))
+    Column 'x' holds numbers, but 1 value is not a number ('abc'), so the whole column is read as text: correct it, or leave the cell empty (or write NA) where the value is missing.
+    >>> text_number_problem("arm", pd.Series({"placebo": 5, "low": 5, "10": 1})) is None
+    True
+    """
+    counts = counts[counts > 0]
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    values = pd.Series(counts.index.astype(str), index=counts.index)
+    plain = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+    trimmed = pd.to_numeric(values.str.strip(), errors="coerce").notna().to_numpy()
+    comma = values.str.match(_COMMA_NUMBER).to_numpy()
+    weights = counts.to_numpy()
+    if weights[plain | trimmed | comma].sum() < 0.5 * total:
+        return None
+    odd = values[~plain]
+    shown = ", ".join(repr(_short(v, 30)) for v in odd.iloc[:3])
+    if comma.any():
+        examples = ", ".join(repr(_short(v, 30)) for v in values[comma].iloc[:2])
+        return (
+            f"Column {column!r} holds numbers written with commas ({examples}), which are read as "
+            "text: write them with a decimal point and without thousands separators (1234.5, not "
+            "1,234.5 or 1234,5)."
+        )
+    if len(odd) and not trimmed[~plain].all():
+        bad = int(weights[~plain].sum())
+        it = "it" if bad == 1 else "them"
+        cell = "cell" if bad == 1 else "cells"
+        verb = "value is not a number" if bad == 1 else "values are not numbers"
+        return (
+            f"Column {column!r} holds numbers, but {bad} {verb} ({shown}), so the whole column is "
+            f"read as text: correct {it}, or leave the {cell} empty (or write NA) where the value "
+            "is missing."
+        )
+    return (
+        f"Column {column!r} is read as text although its values look like numbers ({shown}): "
+        "write plain numbers, without spaces or other characters around them."
+    )
+
+
+def _check_header(path: Path, fmt: str) -> None:
+    """One clear error for a header no reader should be given: too long, repeated or wrong names."""
+    names = csv_header(path, fmt)
+    name = path.name
+    if names is None:
+        return
+    if not names:
+        raise DataError(f"File {name!r} has no columns: it holds only blank lines.")
+    if len(names) > MAX_COLUMNS:
+        raise DataError(
+            f"File {name!r} has {len(names):,} columns in its header; the report reads at most "
+            f"{MAX_COLUMNS:,}: keep only the columns the model needs."
+        )
+    longest = max(names, key=len)
+    if len(longest) > MAX_NAME_CHARS:
+        raise DataError(
+            f"File {name!r} has a column name {len(longest):,} characters long "
+            f"({_short(longest, 30)!r}); names longer than {MAX_NAME_CHARS:,} characters are not "
+            "supported: check that the first line of the file is its header, or shorten the name."
+        )
+    repeated = [(n, k) for n, k in Counter(names).items() if k > 1 and n != ""]
+    if repeated:
+        column, count = repeated[0]
+        raise DataError(
+            f"Column name {_short(column)!r} appears {count} times in the header of {name!r}; give "
+            "each column a unique name."
+        )
+    if len(names) == 1:
+        only = names[0]
+        for mark, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+            if fmt == "csv" and mark in only:
+                advice = (
+                    "name it .tsv or save it comma-separated"
+                    if mark == "\t"
+                    else "save it comma-separated, with decimal points (1.5, not 1,5)"
+                )
+                raise DataError(
+                    f"File {name!r} has a single column, {_short(only)!r}: it seems to be separated "
+                    f"by {label} ({mark!r}), not commas; {advice}."
+                )
+        if fmt == "tsv" and "," in only:
+            raise DataError(
+                f"File {name!r} has a single column, {_short(only)!r}: it seems to be separated by "
+                "commas, not tabs; name it .csv."
+            )
 
 
 def _quote_ident(name: str) -> str:
@@ -200,13 +423,28 @@ def _quote_literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def _source_sql(path, fmt: str) -> str:
+def _source_sql(
+    path, fmt: str, types: dict | None = None, all_varchar: bool = False, names=None
+) -> str:
     literal = _quote_literal(str(Path(path).resolve()))
     if fmt == "parquet":
         return f"read_parquet({literal})"
     nulls = "[" + ", ".join(_quote_literal(s) for s in NA_STRINGS) + "]"
-    delim = ", delim='\\t'" if fmt == "tsv" else ""
-    return f"read_csv({literal}, header=true, nullstr={nulls}{delim})"
+    # the dialect pandas reads (no sniffing of delimiter, quotes or rows to skip), so both readers
+    # see the same rows
+    delim = "\\t" if fmt == "tsv" else ","
+    extra = ""
+    if types:
+        pairs = ", ".join(f"{_quote_literal(c)}: {_quote_literal(t)}" for c, t in types.items())
+        extra += f", types={{{pairs}}}"
+    if all_varchar:
+        extra += ", all_varchar=true"
+    if names:
+        extra += ", names=[" + ", ".join(_quote_literal(n) for n in names) + "]"
+    return (
+        f"read_csv({literal}, header=true, nullstr={nulls}, delim='{delim}', quote='\"', "
+        f"escape='\"', skip=0{extra})"
+    )
 
 
 def _connect():
@@ -216,8 +454,15 @@ def _connect():
 
 
 def _read_error(path, fmt: str, exc: Exception) -> DataError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    first = first.replace(str(Path(path).resolve()), Path(path).name)
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    # DuckDB's CSV errors name the line first and explain on a later line; keep the explanation
+    # (never the "Original Line", which is the data itself)
+    if re.search(r"CSV Error on Line", first) and len(lines) > 1:
+        reasons = [ln for ln in lines[1:] if not ln.startswith(("Original Line", "LINE ", "^"))]
+        if reasons:
+            first = f"{first}: {reasons[0]}"
+    first = _short(first.replace(str(Path(path).resolve()), Path(path).name), 300)
     kind = "Parquet" if fmt == "parquet" else "CSV"
     return DataError(f"File {Path(path).name!r} could not be read as {kind}: {first}")
 
@@ -253,7 +498,42 @@ def file_columns(path, connection=None) -> dict:
     finally:
         if connection is None:
             con.close()
-    return {name: kind for name, kind, *_ in rows}
+    names = [name for name, *_ in rows]
+    if fmt in ("csv", "tsv"):
+        # DuckDB trims spaces around header names; keep them as written, as pandas does (an
+        # empty name keeps DuckDB's stand-in, 'column1')
+        header = csv_header(path, fmt)
+        if header and len(header) == len(names):
+            names = [h if h.strip() else n for h, n in zip(header, names, strict=True)]
+    return {name: kind for name, (_, kind, *_) in zip(names, rows, strict=True)}
+
+
+def _check_case_collisions(path, fmt: str, types: dict) -> None:
+    """DuckDB matches column names without regard to case: 'Y' and 'y' would be one column."""
+    names = csv_header(path, fmt) if fmt in ("csv", "tsv") else list(types)
+    seen: dict = {}
+    for name in names or []:
+        other = seen.setdefault(str(name).lower(), name)
+        if other != name:
+            raise DataError(
+                f"Columns {_short(other)!r} and {_short(name)!r} differ only in case, which the "
+                "large-file path (DuckDB) does not tell apart; rename one of them."
+            )
+
+
+def _text_values(con, path, fmt: str, column: str, names=None, rows: int = 100_000) -> pd.Series:
+    """How often each value of a column occurs among its first non-missing values, as written."""
+    q = _quote_ident(column)
+    source = _source_sql(path, fmt, all_varchar=True, names=names)
+    found = con.execute(
+        f"SELECT v, count(*) FROM (SELECT CAST({q} AS VARCHAR) AS v FROM {source} "
+        f"WHERE {q} IS NOT NULL LIMIT {int(rows)}) GROUP BY v ORDER BY v"
+    ).fetchall()
+    return pd.Series({v: int(k) for v, k in found}, dtype="int64")
+
+
+def _all_numbers(counts: pd.Series) -> bool:
+    return bool(pd.to_numeric(pd.Series(counts.index), errors="coerce").notna().all())
 
 
 def _is_numeric(kind: str) -> bool:
@@ -443,13 +723,31 @@ def design_from_file(
     con = connection or _connect()
     try:
         types = file_columns(path, con)
-        source = _source_sql(path, fmt)
+        names = list(types) if fmt != "parquet" else None
+        source = _source_sql(path, fmt, names=names)
+        _check_case_collisions(path, fmt, types)
         if not con.execute(f"SELECT 1 FROM {source} LIMIT 1").fetchall():
             raise DataError(f"File {Path(path).name!r} has no data rows.")
         model_columns = list(dict.fromkeys([response] + variables + [group]))
         # existence, with validate's own message and suggestions (the values are stand-ins)
         stand_in = pd.DataFrame({c: [0.0] for c in types})
         check_columns(stand_in, model_columns + list(reference))
+        # DuckDB guesses types from a sample and can take numbers for text (or dates: 'inf'):
+        # a model column whose values all read as numbers, as pandas reads them, is numeric
+        forced = {}
+        for column in model_columns:
+            if column == group or _is_numeric(types[column]):
+                continue
+            counts = _text_values(con, path, fmt, column, names)
+            if fmt != "parquet" and len(counts) and _all_numbers(counts):
+                forced[column] = "DOUBLE"
+                continue
+            problem = text_number_problem(column, counts)
+            if problem:
+                raise DataError(problem)
+        if forced:
+            types = {**types, **forced}
+            source = _source_sql(path, fmt, forced, names=names)
         if not _is_numeric(types[response]) or types[response] == "BOOLEAN":
             raise DataError(
                 f"The response {response!r} is not numeric (type {types[response]}); convert it to "
@@ -534,6 +832,12 @@ def design_from_file(
             f"The grouping column {group!r} has {len(labels)} distinct value(s) after dropping rows with "
             "missing values; a random intercept needs at least 2 groups (and ideally 5 or more)."
         )
+    if len(labels) >= n_obs:
+        raise DataError(
+            f"The grouping column {group!r} has as many groups ({len(labels)}) as rows; with one row "
+            "per group the group and residual variances cannot be told apart. Check the grouping "
+            "column."
+        )
     codes = pd.Index(labels).get_indexer(complete["__group"])
 
     # formulaic expands each cell's categorical values into the model's columns. The numeric columns are
@@ -553,6 +857,11 @@ def design_from_file(
         ) from None
     indicator = np.asarray(matrices.rhs, dtype=float)
     term_names = list(matrices.rhs.columns)
+    if n_obs <= len(term_names):
+        raise DataError(
+            f"Only {n_obs} complete rows for {len(term_names)} fixed effects; the model needs more "
+            "rows than coefficients."
+        )
     column_atoms = {}
     for structure in matrices.rhs.model_spec.structure:
         atom = _atom([f.expr for f in structure.term.factors], numeric)
@@ -663,7 +972,7 @@ def _scan(con, source, types, response, atoms, model_columns, categorical, group
     sums = cells.loc[
         cells["n"] > 0, [c for c in cells.columns if c[0] in "sc" and c[1:2].isdigit()]
     ]
-    if len(sums) and not np.isfinite(sums.astype(float).fillna(0.0).to_numpy()).all():
+    if len(sums) and not np.isfinite(sums.astype(float).to_numpy()).all():
         for column in [response] + [c for c in model_columns if c in {v for a in atoms for v in a}]:
             found = con.execute(
                 f"SELECT count(*) FROM {source} WHERE isinf(CAST({q(column)} AS DOUBLE))"

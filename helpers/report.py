@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from .design import RowsDroppedWarning, build_design
-from .large import NA_STRINGS, check_file, design_from_file
+from .large import NA_STRINGS, check_file, design_from_file, text_number_problem
 from .validate import DataError, check_columns, set_reference
 
 __all__ = [
@@ -173,6 +173,14 @@ def read_table(path) -> pd.DataFrame:
         raise DataError(f"File {name!r} could not be read as {kind}: {first}") from None
     if len(frame) == 0:
         raise DataError(f"File {name!r} has a header but no data rows.")
+    if fmt != "parquet" and not isinstance(frame.index, pd.RangeIndex):
+        # pandas (like R's read.csv) takes the extra leading fields as row names, which shifts every
+        # column when the extra field is a delimiter at the end of each line instead
+        raise DataError(
+            f"File {name!r} has more fields in its data rows than names in its header (row names "
+            "without a header, or a delimiter at the end of each line?); give every column a name "
+            "in the header and remove delimiters at the ends of lines."
+        )
     return frame
 
 
@@ -288,18 +296,73 @@ def _dropped_sentence(design) -> str:
     )
 
 
-def _formula_columns(formula: str, group: str | None) -> set:
-    """The columns a formula uses (its variables and the grouping column); empty if it does not parse."""
+def _formula_columns(formula: str, group: str | None, sides=("lhs", "rhs")) -> set:
+    """The columns a formula uses (its variables and the grouping column); empty if it does not parse.
+
+    With ``sides=("rhs",)``, only the predictors (no response, no grouping column).
+    """
     import formulaic
 
     from .validate import parse_formula
 
     parsed = parse_formula(formula, group)
     try:
-        names = {str(v) for v in formulaic.Formula(parsed.fixed).required_variables}
+        fixed = formulaic.Formula(parsed.fixed)
+        # each factor's own variables: the formula's required_variables reads `a.b` as 'a'
+        names = {
+            str(v)
+            for side in (getattr(fixed, name) for name in sides)
+            for term in side
+            for factor in term.factors
+            for v in factor.required_variables
+        }
     except Exception:  # a syntax error is reported by build_design, with its own message
         return set()
+    if sides == ("rhs",):
+        return names
     return names | ({parsed.group} if parsed.group else set())
+
+
+def _check_text_numbers(data: pd.DataFrame, used, formula: str, group: str | None) -> None:
+    """Refuse a model column read as text that mostly holds numbers (see text_number_problem)."""
+    from .validate import parse_formula
+
+    grouping = parse_formula(formula, group).group
+    for column in used:
+        if column == grouping or column not in data.columns:
+            continue
+        values = data[column]
+        if isinstance(values, pd.DataFrame):  # a repeated name: validate reports it
+            continue
+        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                continue
+            counts = values.dropna().astype(str).value_counts(sort=False)
+            problem = text_number_problem(column, counts)
+            if problem:
+                raise DataError(problem)
+
+
+def _check_fit(design) -> None:
+    """The fit's own refusals (an exactly fitted response), found now rather than in the notebook.
+
+    Optimising theta from the sufficient statistics takes milliseconds; it keeps every input error
+    ahead of the notes printed before the notebook runs, so that an error is always one line.
+    """
+    from .fit import fit_lmm_from_stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_lmm_from_stats(
+            design.stats,
+            list(design.term_names),
+            design.group_labels,
+            reml=True,
+            formula=design.formula,
+            response=design.response,
+            group=design.group,
+            n_dropped=design.n_dropped,
+        )
 
 
 def check_inputs(
@@ -310,7 +373,14 @@ def check_inputs(
     group: str | None = None,
     large: bool | None = None,
 ) -> Checked:
-    """Check the file, the formula and the reference levels, as fast as possible and before any fit.
+    """Check the file, the formula and the reference levels, as fast as possible and before the report.
+
+    Besides the checks of :func:`helpers.large.check_file` (a sane CSV header) and
+    :func:`helpers.design.build_design`, it refuses a model column read as text that mostly holds
+    numbers (a stray word, thousands separators, decimal commas), a predictor named ``Intercept``,
+    two fixed effects of the same name, and a response the fixed effects fit exactly (found by
+    fitting from the sufficient statistics, which takes milliseconds), so that every input error
+    comes before the report's notes and the notebook.
 
     Parameters
     ----------
@@ -349,6 +419,15 @@ def check_inputs(
     helpers.validate.DataError: Column 'days' is not in the data. Did you mean 'Days'?
     """
     check_file(path)
+    if "``" in str(formula):
+        raise DataError(
+            f"The formula {formula!r} has empty backticks (``); put a column name between them."
+        )
+    if "Intercept" in _formula_columns(formula, group, sides=("rhs",)):
+        raise DataError(
+            "A column named 'Intercept' clashes with the name the model gives its intercept (the "
+            "column would silently replace it); rename the column."
+        )
     reference = dict(reference or {})
     use_large = Path(path).stat().st_size > LARGE_FILE_BYTES if large is None else bool(large)
     with warnings.catch_warnings():
@@ -358,6 +437,7 @@ def check_inputs(
         else:
             data = read_table(path)
             used = _formula_columns(formula, group)
+            _check_text_numbers(data, used, formula, group)
             for column in reference:
                 check_columns(data, [column])
                 if column not in used:
@@ -371,6 +451,14 @@ def check_inputs(
                     "The formula has no random intercept: add '(1 | group)' with your grouping column, "
                     "for example 'y ~ x + (1 | cluster)'."
                 )
+        names = list(design.term_names)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise DataError(
+                f"Two fixed effects are both named {repeated[0]!r} (a column named like the intercept "
+                "or like another term's coefficient); rename that column."
+            )
+        _check_fit(design)
     return Checked(
         path=str(Path(path).resolve()),
         formula=formula,
@@ -409,13 +497,7 @@ def decompose_from_design(design, *, reml: bool = True, formula: str | None = No
     Intercept  1.327    1.445     NaN  1.462          1.462
     floor     -0.613   -0.463  -0.721 -0.693         -0.693
     """
-    from .decompose import (
-        Decomposition,
-        between_estimator,
-        cluster_table,
-        within_between_blend,
-        within_estimator,
-    )
+    from .decompose import assemble_decomposition
     from .fit import fit_lmm_from_stats
     from .large import ols_from_stats
 
@@ -433,26 +515,7 @@ def decompose_from_design(design, *, reml: bool = True, formula: str | None = No
         n_dropped=design.n_dropped,
     )
     ols_fit = ols_from_stats(stats, names, formula=formula, n_dropped=design.n_dropped)
-    table = cluster_table(stats, lmm_fit.theta, lmm_fit.ranef.index, lmm_fit.fe_params)
-    blend = within_between_blend(stats, lmm_fit.theta, names)
-    n = stats.counts.astype(float)
-    total = lmm_fit.sigma2_group + lmm_fit.sigma2_resid
-    icc = lmm_fit.sigma2_group / total if total > 0 else 0.0
-    design_effect = 1.0 + (float((n * n).sum() / n.sum()) - 1.0) * icc
-    return Decomposition(
-        ols=ols_fit.params.rename("ols"),
-        lmm=lmm_fit.fe_params.rename("lmm"),
-        within=within_estimator(stats, names),
-        between=between_estimator(stats, names),
-        reconstructed=blend.beta.rename("reconstructed"),
-        table=table,
-        design_effect=float(design_effect),
-        icc=float(icc),
-        se_ratio=(lmm_fit.bse / ols_fit.bse).rename("se_ratio"),
-        blend=blend,
-        ols_fit=ols_fit,
-        lmm_fit=lmm_fit,
-    )
+    return assemble_decomposition(lmm_fit, ols_fit)
 
 
 def data_summary(design) -> pd.DataFrame:
@@ -1244,6 +1307,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message) -> str:
+    """A message as one line: a line break inside it (from a column name) is shown as ``\\n``."""
+    return re.sub(
+        "\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]",
+        lambda m: m.group(0).encode("unicode_escape").decode(),
+        str(message),
+    )
+
+
 def main(argv=None, prog: str = "lmm-report") -> int:
     """The command line: ``lmm-report DATA --formula ...`` (or ``python -m helpers report ...``).
 
@@ -1279,13 +1351,13 @@ def main(argv=None, prog: str = "lmm-report") -> int:
             html=html,
             json_path=args.json,
             large=True if args.large else None,
-            notify=lambda message: print(f"{prog}: {message}", file=sys.stderr),
+            notify=lambda message: print(f"{prog}: {_one_line(message)}", file=sys.stderr),
         )
     except DataError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (ReportError, FileNotFoundError, RuntimeError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -341,7 +341,8 @@ class LmmResult:
             short = [n[:6] if n != "(Intercept)" else "(Intr)" for n in names]
             rows = []
             for i in range(1, len(names)):
-                rows.append([names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)])
+                cells = [f"{corr[i, j]:.3f}" for j in range(i)]
+                rows.append([names[i]] + cells + [""] * (len(names) - 1 - i))
             lines += ["", "Correlation of Fixed Effects:", _fmt_table(rows, [""] + short[:-1])]
         if self.singular:
             lines += ["", "boundary (singular) fit: the group variance is estimated as exactly 0"]

@@ -18,6 +18,7 @@ __all__ = [
     "ParsedFormula",
     "parse_formula",
     "check_columns",
+    "check_finite",
     "set_reference",
 ]
 
@@ -148,7 +149,14 @@ def _suggest(name: str, columns) -> str:
     return f" The data have: {shown}{more}."
 
 
-def check_columns(data: pd.DataFrame, columns, *, response: str | None = None, group=None) -> None:
+def check_columns(
+    data: pd.DataFrame,
+    columns,
+    *,
+    response: str | None = None,
+    group=None,
+    check_infinite: bool = True,
+) -> None:
     """Check that the model's columns exist and can be used, or raise one clear :class:`DataError`.
 
     Parameters
@@ -160,6 +168,9 @@ def check_columns(data: pd.DataFrame, columns, *, response: str | None = None, g
         The response column, which must be numeric.
     group : str, optional
         The grouping column, which must have at least two distinct non-missing values.
+    check_infinite : bool, default True
+        Also refuse infinite values (:func:`check_finite`). A fit checks them only after dropping the rows
+        with missing values, as R does, so it passes False here.
 
     Examples
     --------
@@ -196,16 +207,8 @@ def check_columns(data: pd.DataFrame, columns, *, response: str | None = None, g
                 f"The response {response!r} is not numeric (type {values.dtype}, e.g. {example!r}); "
                 "convert it to numbers first."
             )
-    for col in columns:
-        values = data[col]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            arr = values.to_numpy(dtype=float, na_value=np.nan)
-            if np.isinf(arr).any():
-                n_inf = int(np.isinf(arr).sum())
-                raise DataError(
-                    f"Column {col!r} has {n_inf} infinite value(s); replace them with finite numbers "
-                    "or with missing values."
-                )
+    if check_infinite:
+        check_finite(data, columns)
     if group is not None:
         n_levels = data[group].dropna().nunique()
         if n_levels < 2:
@@ -213,6 +216,27 @@ def check_columns(data: pd.DataFrame, columns, *, response: str | None = None, g
                 f"The grouping column {group!r} has {n_levels} distinct value(s); a random intercept needs "
                 "at least 2 groups (and ideally 5 or more)."
             )
+
+
+def check_finite(data: pd.DataFrame, columns) -> None:
+    """Refuse infinite values in the numeric ``columns``, naming the column and the count.
+
+    Examples
+    --------
+    >>> check_finite(pd.DataFrame({"x": [1.0, np.inf]}), ["x"])
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Column 'x' has 1 infinite value(s); replace them with finite numbers or with missing values.
+    """
+    for col in columns:
+        values = data[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            n_inf = int(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).sum())
+            if n_inf:
+                raise DataError(
+                    f"Column {col!r} has {n_inf} infinite value(s); replace them with finite numbers "
+                    "or with missing values."
+                )
 
 
 def set_reference(data: pd.DataFrame, column: str, level) -> pd.DataFrame:

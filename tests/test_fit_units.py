@@ -437,3 +437,27 @@ def test_fit_from_aggregates_equals_fit_from_rows(unbalanced):
                 criterion(unbalanced.stats, theta, reml), rel=1e-10
             )
     assert optimize_theta(stats)[0] == pytest.approx(optimize_theta(unbalanced.stats)[0], rel=1e-6)
+
+
+def test_infinite_value_in_a_dropped_row_is_no_error(frame):
+    """As in R, rows with a missing value go first; an infinite value only counts if its row stays."""
+    data = frame.copy()
+    data.loc[3, "x"] = np.inf
+    data.loc[3, "y"] = np.nan
+    with pytest.warns(RowsDroppedWarning, match="Dropped 1 of 60 rows"):
+        fit = fit_lmm(data, "y ~ x + (1 | g)")
+    assert fit.n_obs == 59
+    data.loc[5, "x"] = -np.inf
+    _data_error(lambda: fit_lmm(data, "y ~ x + (1 | g)"), "'x'", "infinite")
+
+
+def test_dotted_column_names_in_backticks(frame):
+    data = frame.rename(columns={"x": "dose.mg"})
+    fit = fit_lmm(data, "y ~ `dose.mg` + (1 | g)")
+    assert list(fit.fe_params.index) == ["Intercept", "dose.mg"]
+
+
+def test_summary_with_three_fixed_effects(frame):
+    data = frame.assign(z=np.arange(len(frame)) % 7 * 0.1)
+    text = fit_lmm(data, "y ~ x + z + (1 | g)").summary()
+    assert "Correlation of Fixed Effects:" in text and text.splitlines()[-1].startswith("z")
