@@ -120,9 +120,10 @@ def _grouped_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.nd
     ).reshape(n_groups, values.shape[1])
 
 
-def _qr(X: np.ndarray, term_names) -> tuple[np.ndarray, np.ndarray]:
-    """Thin QR of X, with a rank check that names aliased terms."""
+def _qr(X: np.ndarray, term_names, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Thin QR of X, with a rank check that names aliased terms (``n_rows``: the rows X stands for)."""
     n, p = X.shape
+    n = n if n_rows is None else n_rows
     if p == 0:
         raise DataError("The formula has no fixed effects; keep at least an intercept ('y ~ 1').")
     if n <= p:
@@ -131,7 +132,7 @@ def _qr(X: np.ndarray, term_names) -> tuple[np.ndarray, np.ndarray]:
         )
     q, r = np.linalg.qr(X, mode="reduced")
     norms = np.linalg.norm(X, axis=0)
-    tol = max(n, p) * np.finfo(float).eps * 10
+    tol = max(X.shape[0], p) * np.finfo(float).eps * 10
     relative = np.abs(np.diag(r)) / np.where(norms > 0, norms, 1.0)
     if (norms == 0).any() or (relative < tol).any():
         # pivoted QR names the aliased columns reliably; only paid for in the failing case
@@ -226,6 +227,138 @@ def _frozen(stats: SufficientStats) -> SufficientStats:
         if isinstance(value, np.ndarray):
             value.setflags(write=False)
     return stats
+
+
+def cell_sufficient_stats(
+    cell_rows: np.ndarray,
+    cell_id: np.ndarray,
+    y: np.ndarray,
+    codes: np.ndarray,
+    n_groups: int,
+    term_names,
+) -> SufficientStats:
+    """:class:`SufficientStats` when X has only a few distinct rows (every predictor categorical).
+
+    All rows of one cluster-by-cell combination share their row of X, so the statistics follow from the
+    count, the mean of y and the within-combination sum of squares of each combination: one pass of
+    grouped sums over the rows (plus one for the squares, taken about each combination's mean so nothing
+    cancels), then arithmetic on at most J x C numbers. This is sufficiency at work, and it gives the same
+    numbers as :func:`sufficient_stats`.
+
+    Parameters
+    ----------
+    cell_rows : ndarray, shape (C, p)
+        The distinct rows of X.
+    cell_id : ndarray of int, shape (N,)
+        Which distinct row each data row has.
+    y : ndarray, shape (N,)
+    codes : ndarray of int, shape (N,)
+        The cluster of each row.
+    n_groups : int
+    term_names : list of str
+
+    Returns
+    -------
+    SufficientStats
+
+    Examples
+    --------
+    >>> cells = np.array([[1.0, 0.0], [1.0, 1.0]])
+    >>> cell_id = np.array([0, 1, 0, 1, 1])
+    >>> y, codes = np.array([1.0, 2.0, 3.0, 5.0, 4.0]), np.array([0, 0, 1, 1, 1])
+    >>> a = cell_sufficient_stats(cells, cell_id, y, codes, 2, ["Intercept", "arm"])
+    >>> b = sufficient_stats(cells[cell_id], y, codes, 2)
+    >>> bool(np.isclose(a.ete, b.ete) and np.allclose(a.beta_ols, b.beta_ols))
+    True
+    """
+    n_cells, p = cell_rows.shape
+    with single_blas_thread():
+        key = codes * n_cells + cell_id
+        size = n_groups * n_cells
+        count = np.bincount(key, minlength=size)
+        mean = np.bincount(key, weights=y, minlength=size) / np.maximum(count, 1)
+        deviation = y - mean[key]
+        squares = np.bincount(key, weights=deviation * deviation, minlength=size)
+    used = np.flatnonzero(count)
+    group, cell = used // n_cells, used % n_cells
+    n = count[used].astype(float)
+    ybar, within_ss = mean[used], squares[used]
+    x = cell_rows[cell]
+    root = np.sqrt(n)
+    q_weighted, r = _qr(root[:, None] * x, list(term_names), n_rows=int(n.sum()))
+    gamma = q_weighted.T @ (root * ybar)
+    gamma += q_weighted.T @ (root * ybar - q_weighted @ gamma)  # re-orthogonalise, as for rows
+    beta_ols = scipy.linalg.solve_triangular(r, gamma)
+    q = q_weighted / root[:, None]  # each combination's row of Q = X R^{-1}
+    ebar = ybar - x @ beta_ols
+    counts = np.bincount(group, weights=n, minlength=n_groups)
+    sum_q = np.column_stack(
+        [np.bincount(group, weights=n * q[:, k], minlength=n_groups) for k in range(p)]
+    ).reshape(n_groups, p)
+    sum_e = np.bincount(group, weights=n * ebar, minlength=n_groups)
+    dq = q - (sum_q / counts[:, None])[group]
+    de = ebar - (sum_e / counts)[group]
+    return _frozen(
+        SufficientStats(
+            counts=counts.astype(np.int64),
+            sum_q=sum_q,
+            sum_e=sum_e,
+            ete=float(within_ss.sum() + n @ (ebar * ebar)),
+            r_factor=r,
+            beta_ols=beta_ols,
+            within_qq=(dq * n[:, None]).T @ dq,
+            within_qe=(dq * n[:, None]).T @ de,
+            within_ee=float(within_ss.sum() + n @ (de * de)),
+        )
+    )
+
+
+def _cells(frame: pd.DataFrame, predictors) -> tuple[np.ndarray, pd.DataFrame] | None:
+    """The distinct combinations of categorical predictors, and each row's combination.
+
+    Returns None when a predictor is not categorical (bool, string or category), or when there are too
+    many combinations for the shortcut to pay.
+    """
+    level_codes, level_values, sizes = [], [], []
+    for col in predictors:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            level_codes.append(values.cat.codes.to_numpy().astype(np.int64))
+            level_values.append(values.dtype)
+            sizes.append(len(values.cat.categories))
+        elif pd.api.types.is_bool_dtype(values):
+            level_codes.append(values.to_numpy().astype(np.int64))
+            level_values.append(np.array([False, True]))
+            sizes.append(2)
+        elif pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            if not all(isinstance(v, str) for v in values.iloc[:1000]):
+                return None
+            codes, uniques = pd.factorize(values, sort=True)
+            level_codes.append(codes.astype(np.int64))
+            level_values.append(np.asarray(uniques, dtype=object))
+            sizes.append(len(uniques))
+        else:
+            return None
+    total = int(np.prod(sizes)) if sizes else 1
+    if total > 100_000:
+        return None
+    combined = np.zeros(len(frame), dtype=np.int64)
+    strides = [int(np.prod(sizes[k + 1 :])) for k in range(len(sizes))]
+    for codes, stride in zip(level_codes, strides, strict=True):
+        combined += codes * stride
+    present = np.flatnonzero(np.bincount(combined, minlength=total))
+    if len(present) * 2 > len(frame):
+        return None
+    position = np.full(total, -1, dtype=np.int64)
+    position[present] = np.arange(len(present))
+    table = {}
+    for col, values, size, stride in zip(predictors, level_values, sizes, strides, strict=True):
+        index = (present // stride) % size
+        if isinstance(values, pd.CategoricalDtype):
+            table[col] = pd.Categorical.from_codes(index, dtype=values)
+        else:
+            table[col] = values[index]
+    return position[combined], pd.DataFrame(table, index=pd.RangeIndex(len(present)))
 
 
 def stats_from_cross_products(
@@ -387,7 +520,9 @@ def _encode_groups(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int64), pd.Index(labels)
 
 
-def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> Design:
+def build_design(
+    data: pd.DataFrame, formula: str, group: str | None = None, *, path: str = "auto"
+) -> Design:
     """Turn a DataFrame and a formula into model matrices and sufficient statistics.
 
     Parameters
@@ -398,6 +533,11 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
     group : str, optional
         The grouping column, when the formula has no ``(1 | group)`` term. Without either, the design has
         no clusters (as pooled OLS needs).
+    path : {"auto", "rows", "cells"}, default "auto"
+        How the sufficient statistics are summed. When every predictor is categorical, X has only a few
+        distinct rows ("cells"), and the statistics follow from one pass of counts, sums and squares per
+        cluster and cell (:func:`cell_sufficient_stats`); "auto" takes that path whenever it applies.
+        "rows" forces the general row-level path (:func:`sufficient_stats`); both give the same numbers.
 
     Returns
     -------
@@ -445,9 +585,8 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
             stacklevel=3,
         )
         frame = frame.loc[keep]
-    check_finite(
-        frame, columns
-    )  # after the drop, as R: an infinite value in a dropped row is no error
+    # after the drop, as R does: an infinite value in a dropped row is no error
+    check_finite(frame, columns)
     if len(frame) == 0:
         raise DataError(
             "No rows are left after dropping rows with missing values in "
@@ -460,26 +599,43 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
             if tidy is not frame[col]:
                 frame = frame.assign(**{col: tidy})
 
+    predictors = [c for c in columns if c not in (parsed.response, parsed.group)]
+    cells = None
+    if path != "rows" and parsed.group is not None and plain_response is not None:
+        cells = _cells(frame, predictors)
+    if path == "cells" and cells is None:
+        raise ValueError("path='cells' needs a plain response and only categorical predictors")
     try:
-        matrices = formulaic.model_matrix(parsed.fixed, frame, na_action="raise")
+        if cells is None:
+            matrices = formulaic.model_matrix(parsed.fixed, frame, na_action="raise")
+            lhs, rhs = matrices.lhs, matrices.rhs
+        else:
+            # every row of X is one of a few distinct rows: build those, then index them
+            rhs = formulaic.model_matrix(
+                "~ " + parsed.fixed.split("~", 1)[1], cells[1], na_action="raise"
+            )
+            lhs = frame[[parsed.response]]
     except DataError:
         raise
     except Exception as exc:
         raise DataError(
             f"The formula {parsed.fixed!r} could not be applied to the data: {exc}"
         ) from None
-    if matrices.lhs.shape[1] != 1:
+    if lhs.shape[1] != 1:
         raise DataError(
             f"The response {parsed.response!r} is not a single numeric column; convert it to numbers first."
         )
-    X = np.asarray(matrices.rhs, dtype=float)
-    y = np.asarray(matrices.lhs, dtype=float).reshape(-1)
+    X = np.asarray(rhs, dtype=float)
+    if cells is not None:
+        cell_rows = X
+        X = np.take(cell_rows, cells[0], axis=0)
+    y = np.asarray(lhs, dtype=float).reshape(-1)
     if not np.isfinite(y).all():
         raise DataError(
             f"The response {parsed.response!r} has infinite or undefined values after transformation "
             "(for example log of 0); remove those rows or change the transformation."
         )
-    term_names = list(matrices.rhs.columns)
+    term_names = list(rhs.columns)
     if not np.isfinite(X).all():
         raise DataError(
             "The model matrix has infinite values; check transformed predictors such as log(x)."
@@ -502,7 +658,10 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
                 "row per group the group and residual variances cannot be told apart. Check the grouping "
                 "column."
             )
-        stats = sufficient_stats(X, y, codes, len(labels), term_names)
+        if cells is None:
+            stats = sufficient_stats(X, y, codes, len(labels), term_names)
+        else:
+            stats = cell_sufficient_stats(cell_rows, cells[0], y, codes, len(labels), term_names)
     return Design(
         X=X,
         y=y,
@@ -515,5 +674,5 @@ def build_design(data: pd.DataFrame, formula: str, group: str | None = None) -> 
         stats=stats,
         n_dropped=n_dropped,
         dropped_by_column=dropped_by_column,
-        model_spec=matrices.rhs.model_spec,
+        model_spec=rhs.model_spec,
     )

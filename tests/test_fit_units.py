@@ -22,7 +22,7 @@ from helpers.design import (
     build_design,
     stats_from_cross_products,
 )
-from helpers.fit import fit_lmm, fit_ols, optimize_theta
+from helpers.fit import fit_lmm, fit_lmm_from_stats, fit_ols, optimize_theta
 from helpers.objective import criterion, profile
 from helpers.validate import DataError, set_reference
 
@@ -461,3 +461,51 @@ def test_summary_with_three_fixed_effects(frame):
     data = frame.assign(z=np.arange(len(frame)) % 7 * 0.1)
     text = fit_lmm(data, "y ~ x + z + (1 | g)").summary()
     assert "Correlation of Fixed Effects:" in text and text.splitlines()[-1].startswith("z")
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ arm + (1 | g)",
+        "y ~ arm * flag + (1 | g)",
+        "y ~ 0 + arm + site + (1 | g)",
+        "y ~ 1 + (1 | g)",
+    ],
+)
+@pytest.mark.parametrize("reml", [True, False])
+def test_cell_path_equals_row_path(formula, reml):
+    """With only categorical predictors the statistics come from cell sums; they must equal the rows'."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    g = rng.integers(0, 40, size=n)
+    data = pd.DataFrame(
+        {
+            "y": rng.normal(size=n) + rng.normal(size=40)[g] + 1e3,
+            "arm": pd.Categorical(
+                rng.choice(["c", "a", "b"], size=n), categories=["c", "a", "b", "z"]
+            ),
+            "flag": rng.random(n) < 0.3,
+            "site": rng.choice(["north", "south"], size=n),
+            "g": [f"g{k:02d}" for k in g],
+        }
+    )
+    data.loc[rng.choice(n, size=25, replace=False), "arm"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        cells = build_design(data, formula, path="cells")
+        rows = build_design(data, formula, path="rows")
+    assert cells.n_dropped == rows.n_dropped == (25 if "arm" in formula else 0)
+    assert cells.term_names == rows.term_names
+    assert np.array_equal(cells.X, rows.X) and np.array_equal(cells.y, rows.y)
+    a = fit_lmm_from_stats(cells.stats, cells.term_names, reml=reml)
+    b = fit_lmm_from_stats(rows.stats, rows.term_names, reml=reml)
+    assert np.allclose(a.fe_params, b.fe_params, rtol=1e-10, atol=1e-10)
+    assert np.allclose(a.bse, b.bse, rtol=1e-9)
+    assert a.criterion == pytest.approx(b.criterion, abs=1e-8)
+    assert a.sigma2_group == pytest.approx(b.sigma2_group, rel=1e-8)
+    assert np.allclose(a.ranef, b.ranef, rtol=1e-8, atol=1e-10)
+
+
+def test_numeric_predictors_take_the_row_path(frame):
+    with pytest.raises(ValueError, match="categorical"):
+        build_design(frame, "y ~ x + (1 | g)", path="cells")
