@@ -35,7 +35,7 @@ import pandas as pd
 import scipy.linalg
 
 from .design import SufficientStats
-from .fit import fit_lmm, fit_ols
+from .fit import fit_lmm, ols_from_design
 from .objective import profile
 from .results import LmmResult, OlsResult
 
@@ -568,7 +568,7 @@ def decompose(
     True
     """
     lmm_fit = fit_lmm(data, formula, group=group, reml=reml)
-    ols_fit = fit_ols(data, formula, cluster=lmm_fit.group)
+    ols_fit = ols_from_design(lmm_fit.design, formula)  # same rows, no second design
     stats = lmm_fit.stats
     names = list(lmm_fit.fe_params.index)
     design = lmm_fit.design

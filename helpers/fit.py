@@ -18,7 +18,15 @@ from .objective import criterion, criterion_derivative, profile
 from .results import LmmResult, OlsResult
 from .validate import DataError
 
-__all__ = ["fit_ols", "fit_lmm", "fit_lmm_from_stats", "optimize_theta", "THETA_GRID"]
+__all__ = [
+    "fit_ols",
+    "fit_lmm",
+    "fit_lmm_from_stats",
+    "ols_from_design",
+    "ols_result",
+    "optimize_theta",
+    "THETA_GRID",
+]
 
 #: The grid that brackets the optimum before the 1-D refinement: 0 and 10^-4 .. 10^4.
 THETA_GRID = np.concatenate([[0.0], np.logspace(-4, 4, 81)])
@@ -283,49 +291,117 @@ def fit_ols(data: pd.DataFrame, formula: str, *, cluster: str | None = None) -> 
     >>> bool((ols.bse_cluster > ols.bse).all())
     True
     """
-    design = build_design(data, formula, cluster)
+    return ols_from_design(build_design(data, formula, cluster), formula)
+
+
+def ols_from_design(design: Design, formula: str | None = None) -> OlsResult:
+    """Pooled OLS from a :class:`helpers.design.Design`, without building it again.
+
+    With sufficient statistics at hand (a grouped design), the coefficients, R and the residual sum of
+    squares come from them and only the residuals need one more pass over the rows; otherwise a QR of
+    the rows gives them. With a grouping column, cluster-robust (CR1) standard errors are added.
+
+    Parameters
+    ----------
+    design : helpers.design.Design
+    formula : str, optional
+        Recorded in the result; defaults to ``design.formula``.
+
+    Returns
+    -------
+    OlsResult
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> d = build_design(load_dataset("sleepstudy"), "Reaction ~ Days + (1 | Subject)")
+    >>> ols_from_design(d).params.round(5).to_dict()
+    {'Intercept': 251.4051, 'Days': 10.46729}
+    """
+    X, y = design.X, design.y
+    n, p = X.shape
     with single_blas_thread():
-        X, y = design.X, design.y
-        q, r = np.linalg.qr(X, mode="reduced")
-        qty = q.T @ y
-        resid = y - q @ qty
-        correction = q.T @ resid
-        resid -= q @ correction
-        beta = np.linalg.solve(r, qty + correction)
-        n, p = X.shape
-        df_resid = n - p
-        sigma2 = float(resid @ resid) / df_resid
-        r_inv = np.linalg.solve(r, np.eye(p))
-        bread = r_inv @ r_inv.T
-        names = design.term_names
-        cov = pd.DataFrame(sigma2 * bread, index=names, columns=names)
-        bse_cluster = cov_cluster = None
-        n_clusters = None
+        if design.stats is not None:
+            beta, r_inv = design.stats.beta_ols, design.stats.r_inverse
+            resid = y - X @ beta
+            rss = design.stats.ete
+        else:
+            q, r = np.linalg.qr(X, mode="reduced")
+            qty = q.T @ y
+            resid = y - q @ qty
+            correction = q.T @ resid
+            resid -= q @ correction
+            beta = np.linalg.solve(r, qty + correction)
+            r_inv = np.linalg.inv(r)
+            rss = float(resid @ resid)
+        cluster = None
         if design.group is not None:
-            codes = design.group_codes
-            n_clusters = len(design.group_labels)
-            scores = np.column_stack(
-                [
-                    np.bincount(codes, weights=X[:, k] * resid, minlength=n_clusters)
-                    for k in range(p)
-                ]
-            )
-            meat = scores.T @ scores
-            factor = n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
-            vc = factor * bread @ meat @ bread
-            cov_cluster = pd.DataFrame(vc, index=names, columns=names)
-            bse_cluster = pd.Series(np.sqrt(np.diag(vc)), index=names, name="std_error_cluster")
-    return OlsResult(
-        params=pd.Series(beta, index=names, name="estimate"),
-        bse=pd.Series(np.sqrt(np.diag(cov.to_numpy())), index=names, name="std_error"),
-        cov_params=cov,
-        sigma2=sigma2,
-        n_obs=n,
-        df_resid=df_resid,
+            cluster = (design.group_codes, len(design.group_labels), X * resid[:, None])
+    return ols_result(
+        design.term_names,
+        beta,
+        r_inv,
+        rss,
+        n,
+        formula=design.formula if formula is None else formula,
         n_dropped=design.n_dropped,
         resid=resid,
+        group=design.group,
+        cluster=cluster,
+    )
+
+
+def ols_result(
+    term_names,
+    beta,
+    r_inv,
+    rss: float,
+    n_obs: int,
+    *,
+    formula: str = "",
+    n_dropped: int = 0,
+    resid=None,
+    group: str | None = None,
+    cluster=None,
+) -> OlsResult:
+    """Assemble an :class:`OlsResult` from beta, R^{-1} (X = Q R) and the residual sum of squares.
+
+    ``cluster``, if given, is ``(codes, n_clusters, scores)`` with ``scores`` the rows' x_ij e_ij; it adds
+    cluster-robust (CR1) standard errors with the small-sample factor G/(G-1) (N-1)/(N-p).
+
+    Examples
+    --------
+    >>> ols_result(["Intercept"], np.array([2.0]), np.array([[0.5]]), 12.0, 4).bse.to_dict()
+    {'Intercept': 1.0}
+    """
+    names = list(term_names)
+    p = len(names)
+    df_resid = n_obs - p
+    sigma2 = float(rss) / df_resid
+    bread = r_inv @ r_inv.T
+    cov = sigma2 * bread
+    cov = 0.5 * (cov + cov.T)
+    bse_cluster = cov_cluster = n_clusters = None
+    if cluster is not None:
+        codes, n_clusters, scores = cluster
+        summed = np.column_stack(
+            [np.bincount(codes, weights=scores[:, k], minlength=n_clusters) for k in range(p)]
+        )
+        factor = n_clusters / (n_clusters - 1) * (n_obs - 1) / (n_obs - p)
+        vc = factor * bread @ (summed.T @ summed) @ bread
+        cov_cluster = pd.DataFrame(vc, index=names, columns=names)
+        bse_cluster = pd.Series(np.sqrt(np.diag(vc)), index=names, name="std_error_cluster")
+    return OlsResult(
+        params=pd.Series(np.asarray(beta, dtype=float), index=names, name="estimate"),
+        bse=pd.Series(np.sqrt(np.diag(cov)), index=names, name="std_error"),
+        cov_params=pd.DataFrame(cov, index=names, columns=names),
+        sigma2=sigma2,
+        n_obs=n_obs,
+        df_resid=df_resid,
+        n_dropped=n_dropped,
+        resid=np.empty(0) if resid is None else resid,
         formula=formula,
-        cluster=design.group,
+        cluster=group if cluster is not None else None,
         bse_cluster=bse_cluster,
         cov_cluster=cov_cluster,
         n_clusters=n_clusters,

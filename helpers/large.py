@@ -1188,23 +1188,14 @@ def ols_from_stats(stats: SufficientStats, term_names, *, formula: str = "", n_d
     {'Intercept': 6.610154, 'Days': 1.238195}
     """
 
-    from .results import OlsResult
+    from .fit import ols_result
 
-    names = list(term_names)
-    n, p = stats.n_obs, stats.n_params
-    df_resid = n - p
-    sigma2 = float(stats.ete) / df_resid
-    r_inv = stats.r_inverse
-    cov = sigma2 * (r_inv @ r_inv.T)
-    cov = 0.5 * (cov + cov.T)
-    return OlsResult(
-        params=pd.Series(np.asarray(stats.beta_ols, dtype=float), index=names, name="estimate"),
-        bse=pd.Series(np.sqrt(np.diag(cov)), index=names, name="std_error"),
-        cov_params=pd.DataFrame(cov, index=names, columns=names),
-        sigma2=sigma2,
-        n_obs=n,
-        df_resid=df_resid,
-        n_dropped=n_dropped,
-        resid=np.empty(0),
+    return ols_result(
+        term_names,
+        stats.beta_ols,
+        stats.r_inverse,
+        stats.ete,
+        stats.n_obs,
         formula=formula,
+        n_dropped=n_dropped,
     )
