@@ -28,6 +28,7 @@ from .validate import DataError, check_columns, check_finite, parse_formula
 
 __all__ = [
     "RowsDroppedWarning",
+    "model_columns",
     "SufficientStats",
     "Design",
     "build_design",
@@ -479,27 +480,71 @@ class Design:
         return int(self.y.shape[0])
 
 
-def _required_columns(fixed: str, original: str) -> list[str]:
+def model_columns(
+    formula: str, group: str | None = None, *, predictors_only: bool = False
+) -> list[str]:
+    """The data columns a model formula uses: response, predictors and grouping column.
+
+    Parameters
+    ----------
+    formula : str
+        As :func:`build_design` takes it.
+    group : str, optional
+    predictors_only : bool, default False
+        Only the fixed-effect predictors (no response, no grouping column).
+
+    Returns
+    -------
+    list of str
+        Sorted; transforms such as ``np.log`` or ``C`` are not columns and are left out.
+
+    Raises
+    ------
+    DataError
+        For a syntax error, or a predictor column named ``Intercept`` (it would silently replace the
+        intercept's own column).
+
+    Examples
+    --------
+    >>> model_columns("log(y) ~ C(arm) + `dose.mg` + (1 | site)")
+    ['arm', 'dose.mg', 'site', 'y']
+    >>> model_columns("y ~ arm + (1 | site)", predictors_only=True)
+    ['arm']
+    """
     import formulaic
 
+    parsed = parse_formula(formula, group)
     try:
-        parsed = formulaic.Formula(fixed)
+        fixed = formulaic.Formula(parsed.fixed)
         # the union over factors, not Formula.required_variables, which reads `county.name` as `county`
+        sides = (fixed.rhs,) if predictors_only else (fixed.lhs, fixed.rhs)
         required = {
             name
-            for part in (parsed.lhs, parsed.rhs)
-            for term in part
+            for side in sides
+            for term in side
+            for factor in term.factors
+            for name in factor.required_variables
+        }
+        predictors = {
+            name
+            for term in fixed.rhs
             for factor in term.factors
             for name in factor.required_variables
         }
     except formulaic.errors.FormulaSyntaxError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(
-            f"The formula {original!r} has a syntax error ({first}); check its brackets and operators."
+            f"The formula {formula!r} has a syntax error ({first}); check its brackets and operators."
         ) from None
     except Exception as exc:  # formulaic raises several types for malformed input
-        raise DataError(f"The formula {original!r} could not be parsed: {exc}") from None
-    # formulaic leaves out its own transforms (np, log, C, center, ...): what remains are data columns
+        raise DataError(f"The formula {formula!r} could not be parsed: {exc}") from None
+    if "Intercept" in predictors:
+        raise DataError(
+            "A column named 'Intercept' clashes with the name the model gives its intercept (the "
+            "column would silently replace it); rename the column."
+        )
+    if parsed.group is not None and not predictors_only:
+        required.add(parsed.group)
     return sorted(required, key=str)
 
 
@@ -565,9 +610,7 @@ def build_design(
             "convert it with pandas.DataFrame(...) first."
         )
     parsed = parse_formula(formula, group)
-    columns = _required_columns(parsed.fixed, formula)
-    if parsed.group is not None and parsed.group not in columns:
-        columns = columns + [parsed.group]
+    columns = model_columns(formula, group)
     plain_response = parsed.response if parsed.response in data.columns else None
     check_columns(data, columns, response=plain_response, group=parsed.group, check_infinite=False)
 

@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .design import RowsDroppedWarning, build_design
+from .design import RowsDroppedWarning, build_design, model_columns
 from .large import NA_STRINGS, check_file, design_from_file, text_number_problem
 from .validate import DataError, check_columns, set_reference
 
@@ -296,33 +296,6 @@ def _dropped_sentence(design) -> str:
     )
 
 
-def _formula_columns(formula: str, group: str | None, sides=("lhs", "rhs")) -> set:
-    """The columns a formula uses (its variables and the grouping column); empty if it does not parse.
-
-    With ``sides=("rhs",)``, only the predictors (no response, no grouping column).
-    """
-    import formulaic
-
-    from .validate import parse_formula
-
-    parsed = parse_formula(formula, group)
-    try:
-        fixed = formulaic.Formula(parsed.fixed)
-        # each factor's own variables: the formula's required_variables reads `a.b` as 'a'
-        names = {
-            str(v)
-            for side in (getattr(fixed, name) for name in sides)
-            for term in side
-            for factor in term.factors
-            for v in factor.required_variables
-        }
-    except Exception:  # a syntax error is reported by build_design, with its own message
-        return set()
-    if sides == ("rhs",):
-        return names
-    return names | ({parsed.group} if parsed.group else set())
-
-
 def _check_text_numbers(data: pd.DataFrame, used, formula: str, group: str | None) -> None:
     """Refuse a model column read as text that mostly holds numbers (see text_number_problem)."""
     from .validate import parse_formula
@@ -419,15 +392,8 @@ def check_inputs(
     helpers.validate.DataError: Column 'days' is not in the data. Did you mean 'Days'?
     """
     check_file(path)
-    if "``" in str(formula):
-        raise DataError(
-            f"The formula {formula!r} has empty backticks (``); put a column name between them."
-        )
-    if "Intercept" in _formula_columns(formula, group, sides=("rhs",)):
-        raise DataError(
-            "A column named 'Intercept' clashes with the name the model gives its intercept (the "
-            "column would silently replace it); rename the column."
-        )
+    # the columns the model uses; this also refuses syntax errors and a column named 'Intercept'
+    used = model_columns(formula, group)
     reference = dict(reference or {})
     use_large = Path(path).stat().st_size > LARGE_FILE_BYTES if large is None else bool(large)
     with warnings.catch_warnings():
@@ -436,7 +402,6 @@ def check_inputs(
             design = design_from_file(path, formula, group=group, reference=reference)
         else:
             data = read_table(path)
-            used = _formula_columns(formula, group)
             _check_text_numbers(data, used, formula, group)
             for column in reference:
                 check_columns(data, [column])

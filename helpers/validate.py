@@ -90,6 +90,10 @@ def parse_formula(formula: str, group: str | None = None) -> ParsedFormula:
         raise DataError(
             f"The formula {formula!r} has no '~'. Write it as 'response ~ predictors + (1 | group)'."
         )
+    if "``" in formula:
+        raise DataError(
+            f"The formula {formula!r} has empty backticks (``); put a column name between them."
+        )
     lhs, rhs = formula.split("~", 1)
     if not lhs.strip():
         raise DataError(

@@ -509,3 +509,14 @@ def test_cell_path_equals_row_path(formula, reml):
 def test_numeric_predictors_take_the_row_path(frame):
     with pytest.raises(ValueError, match="categorical"):
         build_design(frame, "y ~ x + (1 | g)", path="cells")
+
+
+def test_library_refuses_a_column_named_intercept(frame):
+    _data_error(
+        lambda: fit_lmm(frame.assign(Intercept=frame["x"]), "y ~ Intercept + (1 | g)"),
+        "'Intercept'",
+    )
+
+
+def test_library_refuses_empty_backticks(frame):
+    _data_error(lambda: fit_lmm(frame, "y ~ `` + (1 | g)"), "empty backticks")
