@@ -58,6 +58,8 @@ __all__ = [
     "Explorer",
     "static_explorer",
     "STATIC_NOTE",
+    "SLIDER_LABELS",
+    "figure_caption",
 ]
 
 #: The question's shape and the simulation's fixed settings (the two slider quantities are arguments).
@@ -79,6 +81,9 @@ STATIC_NOTE = (
     "Pre-rendered: this slider works without a kernel. "
     "The live sliders below need a running Python kernel (JupyterLab)."
 )
+
+#: The live sliders' labels (HTML, shown in full above each slider).
+SLIDER_LABELS = ("between-cluster SD (σ<sub>b</sub>)", "cluster-size imbalance (SD of log n)")
 
 TERM_NAMES = ["Intercept", "condition[T.stim]"]
 
@@ -663,6 +668,21 @@ def explorer_figure(sigma_group: float, size_imbalance: float, seed: int = 0, **
     return artists.fig
 
 
+def figure_caption(sigma_group: float, size_imbalance: float) -> str:
+    """The live explorer's caption: which slider position the figure below the sliders shows.
+
+    Examples
+    --------
+    >>> figure_caption(0.31, 1.5)[:62]
+    'Explorer figure at sigma_group = 0.31, size_imbalance = 1.50: '
+    """
+    return (
+        f"Explorer figure at sigma_group = {sigma_group:.2f}, size_imbalance = {size_imbalance:.2f}: "
+        "the fixed-effect paths of the intercept and of the condition effect, and the clusters' "
+        "shrinkage and weights."
+    )
+
+
 def _error_output(exc: BaseException) -> dict:
     import traceback
 
@@ -760,9 +780,13 @@ class Explorer(ipywidgets.VBox):
 
     Attributes
     ----------
+    sigma_label, imbalance_label : ipywidgets.HTML
+        The sliders' labels (:data:`SLIDER_LABELS`), each above its slider.
     sigma_slider, imbalance_slider : ipywidgets.FloatSlider
     image : ipywidgets.Image
         The figure, as PNG.
+    caption : ipywidgets.HTML
+        Below the figure: the slider position it shows (:func:`figure_caption`).
     output : ipywidgets.Output
         Empty, unless the latest redraw failed: then it shows the error.
     live : LiveFigure
@@ -779,34 +803,46 @@ class Explorer(ipywidgets.VBox):
         self.shape = dict(shape)
         self.redraw_count = 0
         self.last_error = None
-        style = {"description_width": "210px"}
-        layout = ipywidgets.Layout(width="560px")
+        # Each slider's label sits above it, in full: a description beside the slider is cut to a fixed
+        # width (with an ellipsis) whenever the text is longer than the font leaves room for.
+        layout = ipywidgets.Layout(width="420px")
+        self.sigma_label = ipywidgets.HTML(SLIDER_LABELS[0])
         self.sigma_slider = ipywidgets.FloatSlider(
             value=sigma_group,
             min=0.0,
             max=1.0,
             step=0.01,
             readout_format=".2f",
-            description="between-cluster SD (sigma_b)",
             continuous_update=continuous_update,
-            style=style,
             layout=layout,
         )
+        self.imbalance_label = ipywidgets.HTML(SLIDER_LABELS[1])
         self.imbalance_slider = ipywidgets.FloatSlider(
             value=size_imbalance,
             min=0.0,
             max=2.5,
             step=0.05,
             readout_format=".2f",
-            description="cluster-size imbalance (SD of log n)",
             continuous_update=continuous_update,
-            style=style,
             layout=layout,
         )
         self.image = ipywidgets.Image(format="png")
+        # What the figure shows, in words (an Image widget has no description or tooltip of its own:
+        # setting ``tooltip`` on it breaks its view in the browser)
+        self.caption = ipywidgets.HTML()
         self.output = ipywidgets.Output()
         self.live = LiveFigure(dpi=dpi)
-        super().__init__([self.sigma_slider, self.imbalance_slider, self.image, self.output])
+        super().__init__(
+            [
+                self.sigma_label,
+                self.sigma_slider,
+                self.imbalance_label,
+                self.imbalance_slider,
+                self.image,
+                self.caption,
+                self.output,
+            ]
+        )
         self.sigma_slider.observe(self._on_change, names="value")
         self.imbalance_slider.observe(self._on_change, names="value")
         self.redraw()
@@ -826,9 +862,7 @@ class Explorer(ipywidgets.VBox):
             return
         self.last_error = None
         self.image.value = png
-        self.image.tooltip = (
-            f"Explorer figure at sigma_group={sigma:.2f}, size_imbalance={imbalance:.2f}"
-        )
+        self.caption.value = figure_caption(sigma, imbalance)
         if self.output.outputs:
             self.output.outputs = ()
 
@@ -863,8 +897,8 @@ def explorer(
     Returns
     -------
     ipywidgets.VBox
-        An ``Explorer`` with attributes ``sigma_slider``, ``imbalance_slider``, ``image``, ``output``,
-        ``live``, ``redraw_count`` and ``last_error``.
+        An ``Explorer`` with attributes ``sigma_slider``, ``imbalance_slider`` (each with a label above
+        it), ``image``, ``caption``, ``output``, ``live``, ``redraw_count`` and ``last_error``.
 
     Examples
     --------
@@ -897,9 +931,15 @@ _STATIC_SCRIPT = """
     image.src = frames[index];
     image.setAttribute("data-frame", String(index));
   }
+  // Arrow, Home, End and Page keys move the slider; JupyterLab must not also see them (it would move
+  // the cell selection away from the slider). Other keys (Shift+Enter, ...) still reach it.
+  var moves = /^(Arrow(Left|Right|Up|Down)|Home|End|PageUp|PageDown)$/;
+  function keep(event) { if (moves.test(event.key)) { event.stopPropagation(); } }
   for (var d = 0; d < sliders.length; d++) {
     sliders[d].addEventListener("input", update);
     sliders[d].addEventListener("change", update);
+    sliders[d].addEventListener("keydown", keep);
+    sliders[d].addEventListener("keyup", keep);
   }
 })();
 """

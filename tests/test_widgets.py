@@ -23,9 +23,11 @@ from helpers.fit import fit_lmm, fit_lmm_from_stats, fit_ols  # noqa: E402
 from helpers.plots import figure_to_png  # noqa: E402
 from helpers.widgets import (  # noqa: E402
     QUESTION_SHAPE,
+    SLIDER_LABELS,
     STATIC_NOTE,
     explorer,
     explorer_figure,
+    figure_caption,
     simulate_question_stats,
     static_explorer,
 )
@@ -292,18 +294,40 @@ def _assert_same_data(live, pure):
 def test_live_explorer_redraws_on_each_slider_move():
     box = explorer(sigma_group=0.31, size_imbalance=1.5, **SMALL)
     assert box.redraw_count == 1 and box.last_error is None
-    assert box.children == (box.sigma_slider, box.imbalance_slider, box.image, box.output)
+    assert box.children == (
+        box.sigma_label,
+        box.sigma_slider,
+        box.imbalance_label,
+        box.imbalance_slider,
+        box.image,
+        box.caption,
+        box.output,
+    )
     first = bytes(box.image.value)
     assert first.startswith(PNG_MAGIC) and box.image.format == "png"
+    assert box.caption.value == figure_caption(0.31, 1.5)
 
     _move(box, box.sigma_slider, 0.6)
     second = bytes(box.image.value)
     assert second.startswith(PNG_MAGIC) and second != first
-    assert "0.60" in box.image.tooltip
+    assert "sigma_group = 0.60, size_imbalance = 1.50" in box.caption.value
 
     _move(box, box.imbalance_slider, 0.5)
     assert bytes(box.image.value) != second
     assert box.live.state.sigma_group == 0.6 and box.live.state.size_imbalance == 0.5
+    assert "sigma_group = 0.60, size_imbalance = 0.50" in box.caption.value
+
+
+def test_live_explorer_widgets_have_only_traits_their_browser_views_know():
+    """ipywidgets' browser views read ``description`` for a tooltip: an Image has none, so a tooltip on
+    it breaks the view ("Failed to create view", tests/test_lab_browser.py); labels are shown in full
+    above the sliders, not as descriptions cut to a fixed width."""
+    box = explorer(**SMALL)
+    box.sigma_slider.value = 0.5
+    assert box.image.tooltip is None
+    assert [box.sigma_label.value, box.imbalance_label.value] == list(SLIDER_LABELS)
+    for slider in (box.sigma_slider, box.imbalance_slider):
+        assert slider.description == ""
 
 
 def test_live_redraw_shows_what_explorer_figure_draws():
@@ -362,6 +386,7 @@ def test_live_explorer_shows_a_failing_redraw_and_recovers(monkeypatch):
     box.sigma_slider.value = 0.5
     assert box.redraw_count == 2
     assert isinstance(box.last_error, RuntimeError)
+    assert box.caption.value == figure_caption(0.31, 1.5)  # describes the figure still shown
     (output,) = box.output.outputs
     assert output["output_type"] == "error" and output["ename"] == "RuntimeError"
     assert bytes(box.image.value) == shown  # the last good figure stays
@@ -403,6 +428,8 @@ def test_static_explorer_two_sliders():
     assert len(frames) == 4 and len(set(frames)) == 4
     assert all(f.startswith("data:image/png;base64,") for f in frames)
     assert page.count('type="range"') == 2
+    # the slider keeps its arrow keys from JupyterLab's notebook (checked in tests/test_lab_browser.py)
+    assert 'addEventListener("keydown", keep)' in page and "stopPropagation()" in page
     assert page.count('class="mme-static-slider"') == 2
     assert page.count('class="mme-static-frame"') == 1
     assert 'max="1"' in page
