@@ -6,10 +6,10 @@ import re
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import yaml
+from packaging.specifiers import SpecifierSet
 
-# conda-forge spells a few packages differently from PyPI
-CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _name(requirement: str) -> str:
@@ -24,24 +24,30 @@ def _pyproject_names() -> set[str]:
     return names
 
 
-def _conda_names() -> set[str]:
-    names = set()
-    text = (ROOT / "environment.yml").read_text()
-    for line in text.split("dependencies:", 1)[1].splitlines():
-        m = re.match(r"^\s+-\s+([A-Za-z0-9_.\-]+)", line)
-        if not m or line.strip().startswith("- -"):
-            continue
-        name = _name(m.group(1))
-        if name in {"python", "pip"}:
-            continue
-        names.add(CONDA_TO_PYPI.get(name, name))
-    return names
+def _lock_lines() -> list[str]:
+    text = (ROOT / "requirements.lock").read_text()
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def test_environment_yml_names_the_same_packages_as_pyproject():
-    pyproject, conda = _pyproject_names(), _conda_names()
-    assert pyproject - conda == set(), f"missing from environment.yml: {sorted(pyproject - conda)}"
-    assert conda - pyproject == set(), f"missing from pyproject.toml: {sorted(conda - pyproject)}"
+def test_environment_yml_is_the_lock_for_conda():
+    """environment.yml (made by 'make environment.yml'): conda's Python, then exactly the lock's pins."""
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    dependencies = environment["dependencies"]
+    conda = [d for d in dependencies if isinstance(d, str)]
+    (pip,) = [d["pip"] for d in dependencies if isinstance(d, dict)]
+    assert conda == ["python=3.11", "pip"], conda
+    assert pip[:-1] == _lock_lines(), (
+        "environment.yml differs from requirements.lock; regenerate it with 'make environment.yml'"
+    )
+    assert pip[-1] == "-e ."
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[^=\s]+", line) for line in pip[:-1])
+    # conda's Python is one the project supports
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert SpecifierSet(requires).contains("3.11"), requires
+    # the Makefile makes it, and 'make lock' remakes it
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^environment\.yml: requirements\.lock$", makefile, re.M)
+    assert "$(MAKE) environment.yml" in makefile
 
 
 def test_lock_pins_every_dependency_exactly():
@@ -81,3 +87,15 @@ def test_ci_runs_exactly_the_readme_test_command():
     commands = re.findall(r"^(make \w+)\s*$", readme, re.M)
     assert "make test" in commands and "make html" in commands
     assert re.search(r"^exec make test$", ci, re.M)
+
+
+def test_readme_and_landing_page_say_how_to_start_jupyterlab():
+    readme = (ROOT / "README.md").read_text()
+    landing = (ROOT / "index.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "make lab" in re.findall(r"^(make \w+)\s*$", readme, re.M)
+    assert "make lab" in re.findall(r"^(make \w+)\s*$", landing, re.M)
+    recipe = re.search(r"^lab: env\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "the Makefile has no 'lab' target that creates the environment first"
+    assert "--ServerApp.ip=127.0.0.1" in recipe.group(1)
+    assert "--ServerApp.root_dir=notebooks" in recipe.group(1)
