@@ -24,6 +24,7 @@ import pandas as pd
 import scipy.linalg
 
 from ._blas import single_blas_thread
+from .formula import Factor, ModelSpec, Name
 from .validate import DataError, check_columns, check_finite, parse_formula
 
 __all__ = [
@@ -136,15 +137,21 @@ def _qr(X: np.ndarray, term_names, n_rows: int | None = None) -> tuple[np.ndarra
     tol = max(X.shape[0], p) * np.finfo(float).eps * 10
     relative = np.abs(np.diag(r)) / np.where(norms > 0, norms, 1.0)
     if (norms == 0).any() or (relative < tol).any():
-        # pivoted QR names the aliased columns reliably; only paid for in the failing case
-        _, r_piv, piv = scipy.linalg.qr(
-            X / np.where(norms > 0, norms, 1.0), mode="economic", pivoting=True
-        )
-        diag = np.abs(np.diag(r_piv))
-        rank = int((diag > tol * max(diag[0], 1e-300)).sum()) if diag[0] > 0 else 0
-        rank = min(rank, p - 1)
-        aliased = [term_names[i] for i in sorted(piv[rank:])]
-        kept = [term_names[i] for i in sorted(piv[:rank])]
+        # as R's lm: keep the columns in order, and call a column aliased when it adds nothing to the
+        # columns kept before it (so the later of two collinear terms is named); only paid for here
+        scaled = X / np.where(norms > 0, norms, 1.0)
+        kept_idx, aliased_idx = [], []
+        for k in range(p):
+            if norms[k] > 0:
+                r_k = np.linalg.qr(scaled[:, kept_idx + [k]], mode="r")
+                if abs(r_k[-1, -1]) >= tol:
+                    kept_idx.append(k)
+                    continue
+            aliased_idx.append(k)
+        if not aliased_idx:  # the in-place check was marginal; the ordered one passes
+            return q, r
+        aliased = [term_names[i] for i in aliased_idx]
+        kept = [term_names[i] for i in kept_idx]
         raise DataError(
             "The fixed effects are rank deficient: "
             + ", ".join(repr(a) for a in aliased)
@@ -314,52 +321,25 @@ def cell_sufficient_stats(
     )
 
 
-def _cells(frame: pd.DataFrame, predictors) -> tuple[np.ndarray, pd.DataFrame] | None:
-    """The distinct combinations of categorical predictors, and each row's combination.
+def _cells(values: dict, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's combination of factor levels ("cell"), and one row of each cell.
 
-    Returns None when a predictor is not categorical (bool, string or category), or when there are too
-    many combinations for the shortcut to pay.
+    Returns None when a variable is numeric, or when there are too many combinations for the shortcut
+    to pay.
     """
-    level_codes, level_values, sizes = [], [], []
-    for col in predictors:
-        values = frame[col]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            level_codes.append(values.cat.codes.to_numpy().astype(np.int64))
-            level_values.append(values.dtype)
-            sizes.append(len(values.cat.categories))
-        elif pd.api.types.is_bool_dtype(values):
-            level_codes.append(values.to_numpy().astype(np.int64))
-            level_values.append(np.array([False, True]))
-            sizes.append(2)
-        elif pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
-            if not all(isinstance(v, str) for v in values.iloc[:1000]):
-                return None
-            codes, uniques = pd.factorize(values, sort=True)
-            level_codes.append(codes.astype(np.int64))
-            level_values.append(np.asarray(uniques, dtype=object))
-            sizes.append(len(uniques))
-        else:
-            return None
+    if any(not isinstance(v, Factor) for v in values.values()):
+        return None
+    sizes = [len(v.levels) for v in values.values()]
     total = int(np.prod(sizes)) if sizes else 1
     if total > 100_000:
         return None
-    combined = np.zeros(len(frame), dtype=np.int64)
-    strides = [int(np.prod(sizes[k + 1 :])) for k in range(len(sizes))]
-    for codes, stride in zip(level_codes, strides, strict=True):
-        combined += codes * stride
-    present = np.flatnonzero(np.bincount(combined, minlength=total))
-    if len(present) * 2 > len(frame):
+    combined = np.zeros(n_rows, dtype=np.int64)
+    for value, size in zip(values.values(), sizes, strict=True):
+        combined = combined * size + value.codes
+    present, first = np.unique(combined, return_index=True)
+    if len(present) * 2 > n_rows:
         return None
-    position = np.full(total, -1, dtype=np.int64)
-    position[present] = np.arange(len(present))
-    table = {}
-    for col, values, size, stride in zip(predictors, level_values, sizes, strides, strict=True):
-        index = (present // stride) % size
-        if isinstance(values, pd.CategoricalDtype):
-            table[col] = pd.Categorical.from_codes(index, dtype=values)
-        else:
-            table[col] = values[index]
-    return position[combined], pd.DataFrame(table, index=pd.RangeIndex(len(present)))
+    return np.searchsorted(present, combined), first
 
 
 def stats_from_cross_products(
@@ -444,7 +424,8 @@ class Design:
     X : ndarray, shape (N, p)
     y : ndarray, shape (N,)
     term_names : list of str
-        Fixed-effect names in the formulaic convention (``Intercept``, ``condition[T.stim]``).
+        Fixed-effect names in the package's convention (``Intercept``, ``condition[T.stim]``,
+        ``scale(age)``; :func:`helpers.results.r_term_name` gives R's names).
     response : str
     formula : str
         The formula as given.
@@ -458,8 +439,12 @@ class Design:
         Rows dropped for missing values.
     dropped_by_column : dict
         Missing values per model column, among the dropped rows.
-    model_spec : object
-        formulaic's model spec, to build the same columns for new data.
+    model_spec : helpers.formula.ModelSpec
+        The parsed formula with the levels and transform coefficients learned from the data, to build
+        the same columns for new data.
+    reference_levels : dict
+        Each factor coded by treatment contrasts -> its reference (first) level, as R prints it
+        (``{"condition": "unstim"}``). Levels are sorted as R sorts them in the C locale.
     """
 
     X: np.ndarray
@@ -474,6 +459,7 @@ class Design:
     n_dropped: int
     dropped_by_column: dict = field(default_factory=dict)
     model_spec: object = None
+    reference_levels: dict = field(default_factory=dict)
 
     @property
     def n_obs(self) -> int:
@@ -491,58 +477,36 @@ def model_columns(
         As :func:`build_design` takes it.
     group : str, optional
     predictors_only : bool, default False
-        Only the fixed-effect predictors (no response, no grouping column).
+        Only the fixed-effect predictors (no response, no offsets, no grouping column).
 
     Returns
     -------
     list of str
-        Sorted; transforms such as ``np.log`` or ``C`` are not columns and are left out.
+        Sorted; the columns inside transforms are found (``scale(age)`` uses ``age``), and the
+        transforms themselves are not columns.
 
     Raises
     ------
     DataError
-        For a syntax error, or a predictor column named ``Intercept`` (it would silently replace the
-        intercept's own column).
+        For anything the formula parser refuses, or a predictor column named ``Intercept`` (it would
+        silently replace the intercept's own column).
 
     Examples
     --------
-    >>> model_columns("log(y) ~ C(arm) + `dose.mg` + (1 | site)")
-    ['arm', 'dose.mg', 'site', 'y']
+    >>> model_columns("log(y) ~ C(arm) + scale(age) + `dose.mg` + (1 | site)")
+    ['age', 'arm', 'dose.mg', 'site', 'y']
     >>> model_columns("y ~ arm + (1 | site)", predictors_only=True)
     ['arm']
     """
-    import formulaic
-
     parsed = parse_formula(formula, group)
-    try:
-        fixed = formulaic.Formula(parsed.fixed)
-        # the union over factors, not Formula.required_variables, which reads `county.name` as `county`
-        sides = (fixed.rhs,) if predictors_only else (fixed.lhs, fixed.rhs)
-        required = {
-            name
-            for side in sides
-            for term in side
-            for factor in term.factors
-            for name in factor.required_variables
-        }
-        predictors = {
-            name
-            for term in fixed.rhs
-            for factor in term.factors
-            for name in factor.required_variables
-        }
-    except formulaic.errors.FormulaSyntaxError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DataError(
-            f"The formula {formula!r} has a syntax error ({first}); check its brackets and operators."
-        ) from None
-    except Exception as exc:  # formulaic raises several types for malformed input
-        raise DataError(f"The formula {formula!r} could not be parsed: {exc}") from None
+    model = parsed.model
+    predictors = {c for var in model.predictors for c in var.columns}
     if "Intercept" in predictors:
         raise DataError(
             "A column named 'Intercept' clashes with the name the model gives its intercept (the "
             "column would silently replace it); rename the column."
         )
+    required = set(predictors) if predictors_only else set(model.columns)
     if parsed.group is not None and not predictors_only:
         required.add(parsed.group)
     return sorted(required, key=str)
@@ -602,16 +566,15 @@ def build_design(
     >>> d.term_names, d.group, d.stats.counts.tolist()
     (['Intercept', 'arm[T.b]'], 'g', [2, 2])
     """
-    import formulaic
-
     if not isinstance(data, pd.DataFrame):
         raise DataError(
             f"Expected the data as a pandas DataFrame, got {type(data).__name__}; "
             "convert it with pandas.DataFrame(...) first."
         )
     parsed = parse_formula(formula, group)
+    model = parsed.model
     columns = model_columns(formula, group)
-    plain_response = parsed.response if parsed.response in data.columns else None
+    plain_response = parsed.response if isinstance(model.response.node, Name) else None
     check_columns(data, columns, response=plain_response, group=parsed.group, check_infinite=False)
 
     frame = data[columns]
@@ -627,61 +590,56 @@ def build_design(
             RowsDroppedWarning,
             stacklevel=3,
         )
-        frame = frame.loc[keep]
+    complete = frame.loc[keep] if n_dropped else frame
     # after the drop, as R does: an infinite value in a dropped row is no error
-    check_finite(frame, columns)
-    if len(frame) == 0:
+    check_finite(complete, columns)
+    if len(complete) == 0:
         raise DataError(
             "No rows are left after dropping rows with missing values in "
             + ", ".join(repr(c) for c in columns)
             + "; check which columns are empty."
         )
-    for col in columns:
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            tidy = _drop_unused(frame[col])
-            if tidy is not frame[col]:
-                frame = frame.assign(**{col: tidy})
 
-    predictors = [c for c in columns if c not in (parsed.response, parsed.group)]
-    cells = None
-    if path != "rows" and parsed.group is not None and plain_response is not None:
-        cells = _cells(frame, predictors)
-    if path == "cells" and cells is None:
-        raise ValueError("path='cells' needs a plain response and only categorical predictors")
-    try:
-        if cells is None:
-            matrices = formulaic.model_matrix(parsed.fixed, frame, na_action="raise")
-            lhs, rhs = matrices.lhs, matrices.rhs
-        else:
-            # every row of X is one of a few distinct rows: build those, then index them
-            rhs = formulaic.model_matrix(
-                "~ " + parsed.fixed.split("~", 1)[1], cells[1], na_action="raise"
-            )
-            lhs = frame[[parsed.response]]
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(
-            f"The formula {parsed.fixed!r} could not be applied to the data: {exc}"
-        ) from None
-    if lhs.shape[1] != 1:
-        raise DataError(
-            f"The response {parsed.response!r} is not a single numeric column; convert it to numbers first."
-        )
-    X = np.asarray(rhs, dtype=float)
-    if cells is not None:
-        cell_rows = X
-        X = np.take(cell_rows, cells[0], axis=0)
-    y = np.asarray(lhs, dtype=float).reshape(-1)
+    # the variables are computed on every row before the drop, as R's model.frame computes them (so
+    # scale() and poly() see the same rows as in R); the levels then come from the rows kept
+    spec = ModelSpec(model)
+    values = spec.learn(spec.values(frame), keep)
+    if n_dropped:
+        values = {k: _subset(v, keep) for k, v in values.items()}
+    y = spec.response(frame)[keep]
     if not np.isfinite(y).all():
         raise DataError(
             f"The response {parsed.response!r} has infinite or undefined values after transformation "
             "(for example log of 0); remove those rows or change the transformation."
         )
-    term_names = list(rhs.columns)
+    for label, value in values.items():
+        if not isinstance(value, Factor) and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).reshape(len(value), -1).any(axis=1).sum())
+            raise DataError(
+                f"The predictor {label!r} is infinite or undefined in {bad} of the {len(y)} rows used "
+                "(for example log of 0 or of a negative number); change the transformation or remove "
+                "those rows."
+            )
+    term_names = list(spec.column_names)
+    if not term_names:
+        raise DataError(
+            f"The formula {formula!r} has no fixed effects (no intercept and no predictors); add 1 or a "
+            "predictor."
+        )
+    cells = None
+    if path != "rows" and parsed.group is not None:
+        cells = _cells(values, len(y))
+    if path == "cells" and cells is None:
+        raise ValueError("path='cells' needs only categorical predictors")
+    if cells is None:
+        X = spec.matrix(values, len(y))
+    else:
+        # every row of X is one of a few distinct rows: build those, then index them
+        cell_rows = spec.matrix({k: _subset(v, cells[1]) for k, v in values.items()}, len(cells[1]))
+        X = np.take(cell_rows, cells[0], axis=0)
     if not np.isfinite(X).all():
         raise DataError(
-            "The model matrix has infinite values; check transformed predictors such as log(x)."
+            "The model matrix has infinite values (a product of very large predictors); rescale them."
         )
 
     codes = labels = stats = None
@@ -689,7 +647,7 @@ def build_design(
         with single_blas_thread():
             _qr(X, term_names)  # rank check only
     else:
-        codes, labels = _encode_groups(frame[parsed.group])
+        codes, labels = _encode_groups(complete[parsed.group])
         if len(labels) < 2:
             raise DataError(
                 f"The grouping column {parsed.group!r} has {len(labels)} distinct value(s) after dropping "
@@ -717,5 +675,12 @@ def build_design(
         stats=stats,
         n_dropped=n_dropped,
         dropped_by_column=dropped_by_column,
-        model_spec=rhs.model_spec,
+        model_spec=spec,
+        reference_levels=dict(spec.reference_levels),
     )
+
+
+def _subset(value, rows):
+    if isinstance(value, Factor):
+        return Factor(value.codes[rows], value.levels, value.names, value.ordered)
+    return value[rows]

@@ -19,8 +19,8 @@ How the scan works
    needs) and their co-moments (DuckDB's ``covar_pop``, which it accumulates stably). Cells with a
    missing value are counted as dropped rows and otherwise ignored. The scan costs about as much as a
    plain ``GROUP BY`` with ``count`` and ``sum`` (see ``benchmarks/large_file.py``).
-4. **In numpy**, formulaic expands the categorical predictors of each cell into treatment dummies (the
-   same columns, names and reference levels as :func:`helpers.design.build_design`), the cells are
+4. **In numpy**, :class:`helpers.formula.ModelSpec` expands the categorical predictors of each cell into
+   contrast columns (the same columns, names and reference levels as :func:`helpers.design.build_design`), the cells are
    combined into centred cross-products and within-cluster cross-products, and the centring is undone
    exactly as a reparametrisation (``Z = X T``), so the result matches the in-memory statistics.
 
@@ -43,9 +43,10 @@ single column that is really several separated by semicolons or tabs. A model co
 as text although every value reads as a number is read as a number, as pandas reads it; one that
 mostly holds numbers but is text is refused, naming the values (:func:`text_number_problem`).
 
-Supported formulas: a response, plain columns (numeric or text; backticks for names with spaces or dots),
-interactions of them (``a:b``, ``a*b``), ``0 +`` or ``- 1``, and one ``(1 | group)`` term.
-Transformations such as ``log(x)`` or ``C(x)`` need the rows; add them as columns to the file first.
+Supported formulas: a response, plain columns (numeric, logical or text; backticks for names with spaces
+or dots), interactions of them (``a:b``, ``a*b``), ``0 +`` or ``- 1``, and one ``(1 | group)`` term,
+parsed by :func:`helpers.formula.parse` like every formula. Transformations such as ``log(x)`` or
+``scale(x)`` need the rows; add them as columns to the file first.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from .design import RowsDroppedWarning, SufficientStats, stats_from_cross_products
+from .formula import Factor, ModelSpec, Name
 from .validate import DataError, check_columns, parse_formula
 
 __all__ = [
@@ -557,7 +559,7 @@ class FileDesign:
     response : str
     group : str
     term_names : list of str
-        Fixed-effect names in the formulaic convention (``Intercept``, ``condition[T.stim]``).
+        Fixed-effect names in the package's convention (``Intercept``, ``condition[T.stim]``).
     group_labels : pandas.Index
         The cluster labels, sorted.
     stats : helpers.design.SufficientStats
@@ -571,6 +573,8 @@ class FileDesign:
         Categorical predictor -> its levels in model order (the first is the reference).
     numeric : list of str
         The numeric predictors.
+    reference_levels : dict
+        Each factor coded by treatment contrasts -> its reference (first) level.
     shifts : dict
         The centring shift of the response, of each numeric predictor and of each product of numeric
         predictors that an interaction needs (named ``"x1:x2"``).
@@ -589,6 +593,7 @@ class FileDesign:
     levels: dict = field(default_factory=dict)
     numeric: list = field(default_factory=list)
     shifts: dict = field(default_factory=dict)
+    reference_levels: dict = field(default_factory=dict)
 
     @property
     def n_obs(self) -> int:
@@ -600,43 +605,32 @@ class FileDesign:
         return self.stats.n_groups
 
 
-def _parse_terms(fixed: str):
-    """The response, the predictors, and each term's variables; a DataError for transformations."""
-    import formulaic
+def _parse_terms(parsed):
+    """The response, the predictors, and each term's columns; a DataError for what SQL cannot compute."""
+    model = parsed.model
 
-    try:
-        parsed = formulaic.Formula(fixed)
-        rhs = list(parsed.rhs)
-        lhs = list(parsed.lhs)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"The formula {fixed!r} has a syntax error: {first}") from None
-    variables = []
-    terms = []
-    for term in lhs + rhs:
-        names = []
-        for factor in term.factors:
-            method = getattr(factor.eval_method, "value", str(factor.eval_method))
-            if method == "literal":
-                continue
-            if method != "lookup":
-                raise DataError(
-                    f"The large-file path cannot compute {factor.expr!r}: it supports plain columns and "
-                    "their interactions. Add the transformed values to the file as a column, or fit "
-                    "without the large-file path."
-                )
-            names.append(factor.expr)
-            if factor.expr not in variables:
-                variables.append(factor.expr)
-        terms.append(names)
-    if len(lhs) != 1 or len(lhs[0].factors) != 1:
-        raise DataError(f"The formula {fixed!r} needs exactly one response column left of '~'.")
-    response = lhs[0].factors[0].expr
-    return response, [v for v in variables if v != response], terms[len(lhs) :]
+    def refuse(piece: str) -> DataError:
+        return DataError(
+            f"The large-file path cannot compute {piece!r}: it supports plain columns and their "
+            "interactions. Add the transformed values to the file as a column, or fit without the "
+            "large-file path."
+        )
+
+    if not isinstance(model.response.node, Name):
+        raise refuse(model.response.label)
+    if model.offsets:
+        raise refuse(model.offsets[0].label)
+    for var in model.predictors:
+        if not isinstance(var.node, Name):
+            raise refuse(var.label)
+    response = model.response.label
+    variables = [var.label for var in model.predictors if var.label != response]
+    return response, variables, [list(term) for term in model.terms]
 
 
 def _parquet_dictionary_levels(path, column: str):
-    """The stored level order of a Parquet dictionary (pandas categorical) column, else None."""
+    """The stored levels of a Parquet dictionary (pandas categorical) column and whether they are
+    ordered, else None."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -649,7 +643,7 @@ def _parquet_dictionary_levels(path, column: str):
         chunk = handle.read_row_group(0, columns=[column]).column(column)
         if chunk.num_chunks == 0:
             return None
-        return [str(v) for v in chunk.chunk(0).dictionary.to_pylist()]
+        return [str(v) for v in chunk.chunk(0).dictionary.to_pylist()], bool(kind.ordered)
     except Exception:  # a missing or unusual schema falls back to sorted levels
         return None
 
@@ -707,8 +701,6 @@ def design_from_file(
     >>> d.term_names, d.n_obs, d.n_groups, d.n_dropped
     (['Intercept', 'Days'], 180, 18, 0)
     """
-    import formulaic
-
     fmt = check_file(path)
     reference = dict(reference or {})
     parsed = parse_formula(formula, group)
@@ -717,7 +709,7 @@ def design_from_file(
             "The formula has no random intercept: add '(1 | group)' with your grouping column, for "
             "example 'y ~ x + (1 | cluster)'."
         )
-    response, variables, terms = _parse_terms(parsed.fixed)
+    response, variables, terms = _parse_terms(parsed)
     group = parsed.group
 
     con = connection or _connect()
@@ -753,8 +745,9 @@ def design_from_file(
                 f"The response {response!r} is not numeric (type {types[response]}); convert it to "
                 "numbers first."
             )
-        numeric = [v for v in variables if _is_numeric(types[v])]
-        categorical = [v for v in variables if not _is_numeric(types[v])]
+        # a logical column is a factor with levels FALSE and TRUE, as R treats it
+        numeric = [v for v in variables if _is_numeric(types[v]) and types[v] != "BOOLEAN"]
+        categorical = [v for v in variables if v not in numeric]
         for column in reference:
             if column not in model_columns:
                 raise DataError(
@@ -770,6 +763,9 @@ def design_from_file(
         cells, shifts, missing = _scan(
             con, source, types, response, atoms, model_columns, categorical, group, centre_rows
         )
+        for column in categorical:
+            if types[column] == "BOOLEAN" and column != group:
+                cells[column] = cells[column].map({"true": "TRUE", "false": "FALSE"})
     except DataError:
         raise
     except Exception as exc:  # duckdb raises several error types for unreadable files
@@ -813,13 +809,15 @@ def design_from_file(
             raise DataError(
                 f"Reference level {wanted!r} is not a value of column {column!r}; its levels are {shown}."
             )
-    levels = {}
+    levels, is_ordered = {}, {}
     for column in categorical:
         wanted = reference.get(column)
         present = sorted({str(v) for v in complete[column]})
         stored = _parquet_dictionary_levels(path, column) if fmt == "parquet" else None
         if stored:
-            ordered = [v for v in stored if v in present] + [v for v in present if v not in stored]
+            ordered = [v for v in stored[0] if v in present]
+            ordered += [v for v in present if v not in stored[0]]
+            is_ordered[column] = stored[1]
         else:
             ordered = present
         if wanted is not None and str(wanted) in ordered:
@@ -840,33 +838,31 @@ def design_from_file(
         )
     codes = pd.Index(labels).get_indexer(complete["__group"])
 
-    # formulaic expands each cell's categorical values into the model's columns. The numeric columns are
-    # set to 1 here, so each model column is (this indicator) x (the product of its numeric columns).
-    frame = pd.DataFrame(index=range(len(complete)))
-    for column in categorical:
-        frame[column] = pd.Categorical(
-            complete[column].astype(str).to_numpy(), categories=levels[column]
-        )
-    for column in numeric + [response]:
-        frame[column] = 1.0
-    try:
-        matrices = formulaic.model_matrix(parsed.fixed, frame, na_action="raise")
-    except Exception as exc:
-        raise DataError(
-            f"The formula {parsed.fixed!r} could not be applied to the data: {exc}"
-        ) from None
-    indicator = np.asarray(matrices.rhs, dtype=float)
-    term_names = list(matrices.rhs.columns)
+    # The model's columns on each cell, built as for rows (helpers.formula.ModelSpec). The numeric
+    # columns count as 1 here, so each model column is (this indicator) x (the product of its numeric
+    # columns).
+    spec = ModelSpec(parsed.model)
+    values = {}
+    for column in variables:
+        if column in numeric:
+            values[column] = np.ones(len(complete))
+        else:
+            codes_c = pd.Index(levels[column]).get_indexer(complete[column].astype(str))
+            values[column] = Factor(
+                codes_c, levels[column], list(levels[column]), is_ordered.get(column, False)
+            )
+    values = spec.learn(values, np.ones(len(complete), dtype=bool))
+    indicator = spec.matrix(values, len(complete), unit_numeric=True)
+    term_names = list(spec.column_names)
     if n_obs <= len(term_names):
         raise DataError(
             f"Only {n_obs} complete rows for {len(term_names)} fixed effects; the model needs more "
             "rows than coefficients."
         )
-    column_atoms = {}
-    for structure in matrices.rhs.model_spec.structure:
-        atom = _atom([f.expr for f in structure.term.factors], numeric)
-        for name in structure.columns:
-            column_atoms[name] = atom
+    column_atoms = {
+        name: tuple(sorted(atom))
+        for name, atom in zip(term_names, spec.column_numeric, strict=True)
+    }
     stats = _combine(
         complete,
         indicator,
@@ -891,6 +887,7 @@ def design_from_file(
         levels=levels,
         numeric=numeric,
         shifts={(response if k == _RESPONSE else ":".join(k)): v for k, v in shifts.items()},
+        reference_levels=dict(spec.reference_levels),
     )
 
 

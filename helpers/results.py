@@ -14,20 +14,46 @@ import pandas as pd
 __all__ = ["OlsResult", "LmmResult", "r_term_name"]
 
 
+def _split_interaction(name: str) -> list[str]:
+    """Split a column name at the ':' of interactions, not at one inside brackets or parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(name):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        elif ch == ":" and depth == 0:
+            parts.append(name[start:i])
+            start = i + 1
+    parts.append(name[start:])
+    return parts
+
+
 def r_term_name(name: str) -> str:
-    """Translate a formulaic term name to the one R prints.
+    """Translate a term name of this package to the one R prints.
+
+    The package names a factor's columns ``arm[T.b]`` (treatment contrast), ``arm[b]`` (full
+    indicator coding) or ``dose[.L]`` (polynomial contrast of an ordered factor); R writes the level or
+    contrast straight after the variable. Logical columns have the levels ``FALSE`` and ``TRUE``.
 
     Examples
     --------
     >>> r_term_name("Intercept"), r_term_name("condition[T.stim]")
     ('(Intercept)', 'conditionstim')
+    >>> r_term_name("Diet[1]"), r_term_name("factor(Occasion)[T.2]:x"), r_term_name("dose[.L]")
+    ('Diet1', 'factor(Occasion)2:x', 'dose.L')
+    >>> r_term_name("b[T.True]"), r_term_name("poly(age, 2)1")
+    ('bTRUE', 'poly(age, 2)1')
     """
     if name == "Intercept":
         return "(Intercept)"
     out = []
-    for part in name.split(":"):
-        if "[T." in part and part.endswith("]"):
-            var, level = part[:-1].split("[T.", 1)
+    for part in _split_interaction(name):
+        if part.endswith("]") and "[" in part:
+            var, level = part[:-1].rsplit("[", 1)
+            if level.startswith("T."):
+                level = level[2:]
+            level = {"True": "TRUE", "False": "FALSE"}.get(level, level)
             out.append(f"{var}{level}")
         else:
             out.append(part)
@@ -221,6 +247,15 @@ class LmmResult:
     design: object = None
 
     @property
+    def reference_levels(self) -> dict:
+        """Each factor coded by treatment contrasts -> its reference (first) level, as R prints it.
+
+        Levels are sorted as R sorts them in the C locale (or kept in a categorical column's order);
+        empty for a fit made from aggregates without a design.
+        """
+        return dict(getattr(self.design, "reference_levels", None) or {})
+
+    @property
     def method(self) -> str:
         """``"REML"`` or ``"ML"``."""
         return "REML" if self.reml else "ML"
@@ -335,6 +370,9 @@ class LmmResult:
                 ["", "Estimate", "Std. Error", "t value"],
             ),
         ]
+        if self.reference_levels:
+            shown = ", ".join(f"{k} = {v}" for k, v in self.reference_levels.items())
+            lines.append(f"Reference levels: {shown}")
         if len(self.fe_params) > 1:
             corr = self.corr_fe.to_numpy()
             names = [r_term_name(n) for n in self.fe_params.index]

@@ -1,14 +1,14 @@
 """Clear errors for the reader's data and formulas.
 
 Every check here raises :class:`DataError` with one sentence that names the column or value at fault and
-says what to do. Nothing in this module imports the rest of the package.
+says what to do. Formulas are parsed by :mod:`helpers.formula` (imported when first needed); nothing
+else here imports the rest of the package.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -41,26 +41,28 @@ class ParsedFormula:
     group : str or None
         The grouping column of the random intercept, or None for a model without one.
     response : str
-        The response column, as written left of ``~`` (backticks removed).
+        The response as R labels it (a column name without backticks, or ``log(y)``).
+    model : helpers.formula.Formula
+        The parsed formula: its variables, terms, offsets and random-effects terms.
     """
 
     fixed: str
     group: str | None
     response: str
+    model: object = field(default=None, repr=False, compare=False)
 
-
-_BAR_TERM = re.compile(r"\(([^()|]*?)(\|\|?)([^()]*?)\)")
-
-
-def _strip_ticks(name: str) -> str:
-    name = name.strip()
-    if len(name) >= 2 and name[0] == name[-1] == "`":
-        return name[1:-1]
-    return name
+    @property
+    def bars(self) -> tuple:
+        """The random-effects terms, as :class:`helpers.formula.Bar` (terms, group, ``|`` or ``||``)."""
+        return self.model.bars if self.model is not None else ()
 
 
 def parse_formula(formula: str, group: str | None = None) -> ParsedFormula:
-    """Split an lme4-style formula into a fixed-effects formula and a grouping column.
+    """Parse an lme4-style formula into its fixed-effects part and its grouping column.
+
+    Every formula goes through :func:`helpers.formula.parse`, which accepts only column names, numbers,
+    R's formula operators and the supported functions, and refuses anything else before any value is
+    computed (a formula is data; it never runs code).
 
     Parameters
     ----------
@@ -77,7 +79,8 @@ def parse_formula(formula: str, group: str | None = None) -> ParsedFormula:
     Raises
     ------
     DataError
-        For random slopes, several grouping factors, nested or crossed terms, or a formula without ``~``.
+        For anything the parser does not support, random slopes, several grouping factors, nested or
+        crossed terms, or a formula without ``~``.
 
     Examples
     --------
@@ -85,58 +88,37 @@ def parse_formula(formula: str, group: str | None = None) -> ParsedFormula:
     ParsedFormula(fixed='pSHP2 ~ condition', group='cluster', response='pSHP2')
     >>> parse_formula("y ~ x", group="g").group
     'g'
+    >>> parse_formula("y ~ x + (1 | `site (id)`)").group
+    'site (id)'
     """
-    if not isinstance(formula, str) or "~" not in formula:
-        raise DataError(
-            f"The formula {formula!r} has no '~'. Write it as 'response ~ predictors + (1 | group)'."
-        )
-    if "``" in formula:
-        raise DataError(
-            f"The formula {formula!r} has empty backticks (``); put a column name between them."
-        )
-    lhs, rhs = formula.split("~", 1)
-    if not lhs.strip():
-        raise DataError(
-            f"The formula {formula!r} has no response left of '~'. Write it as 'y ~ x + (1 | group)'."
-        )
-    bars = list(_BAR_TERM.finditer(rhs))
+    from .formula import parse
+
+    model = parse(formula)
     groups = []
-    for match in bars:
-        inside, bar, grouping = match.group(1).strip(), match.group(2), match.group(3).strip()
-        if bar == "||" or inside.replace(" ", "") not in {"1"}:
+    for bar in model.bars:
+        if bar.double or bar.terms or not bar.intercept:
             raise DataError(
-                f"The random-effects term '{match.group(0)}' is not supported: this package fits one random "
+                f"The random-effects term '{bar.text}' is not supported: this package fits one random "
                 "intercept, written '(1 | group)'. Remove random slopes such as '(x | g)' or '(1 + x | g)'."
             )
-        if any(op in grouping for op in ("/", ":", "+", "*")):
+        if bar.nested:
             raise DataError(
-                f"The random-effects term '{match.group(0)}' has a nested or crossed grouping; only one "
+                f"The random-effects term '{bar.text}' has a nested or crossed grouping; only one "
                 "grouping column is supported, written '(1 | group)'."
             )
-        groups.append(_strip_ticks(grouping))
+        groups.append(bar.group)
     if len(groups) > 1:
         raise DataError(
             f"The formula has {len(groups)} random-effects terms ({', '.join(groups)}); only one grouping "
             "factor is supported. Keep a single '(1 | group)' term."
-        )
-    if "|" in _BAR_TERM.sub("", rhs):
-        raise DataError(
-            f"The formula {formula!r} has a '|' outside a '(1 | group)' term. Write the random intercept "
-            "in parentheses, as '(1 | group)'."
         )
     if groups and group is not None and groups[0] != group:
         raise DataError(
             f"The formula groups by '{groups[0]}' but group={group!r} was also given; give only one."
         )
     group_name = groups[0] if groups else group
-    fixed_rhs = _BAR_TERM.sub("", rhs)
-    # tidy the '+' signs left behind by removing the random term
-    fixed_rhs = re.sub(r"\+\s*(\+\s*)+", "+ ", fixed_rhs)
-    fixed_rhs = re.sub(r"^\s*\+\s*|\s*\+\s*$", "", fixed_rhs).strip()
-    if not fixed_rhs:
-        fixed_rhs = "1"
     return ParsedFormula(
-        fixed=f"{lhs.strip()} ~ {fixed_rhs}", group=group_name, response=_strip_ticks(lhs)
+        fixed=model.fixed_text, group=group_name, response=model.response.label, model=model
     )
 
 
