@@ -116,6 +116,7 @@ def test_every_live_slider_redraws_the_figure_by_drag_and_by_key(notebook, recor
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     box = sliders[0].slider.locator("xpath=ancestor::*[.//img[contains(@class,'widget-image')]][1]")
     box.screenshot(path=str(ARTIFACTS / f"lab_{stem}_explorer.png"))
+    notebook.page.screenshot(path=str(ARTIFACTS / f"lab_{stem}_page.png"))
     (ARTIFACTS / "lab_widget_redraw.json").write_text(
         json.dumps(
             {
@@ -149,6 +150,8 @@ def test_slider_labels_are_shown_in_full(notebook):
 
 
 def test_arrow_keys_on_the_kernel_free_slider_stay_with_it(notebook):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     slider = notebook.page.locator("input.mme-static-slider").first
     frame = notebook.page.locator("img.mme-static-frame").first
     slider.scroll_into_view_if_needed()
@@ -157,11 +160,17 @@ def test_arrow_keys_on_the_kernel_free_slider_stay_with_it(notebook):
     for key in ("ArrowLeft", "ArrowRight") if at_max else ("ArrowRight", "ArrowLeft"):
         before = frame.get_attribute("data-frame"), notebook.state()["active"]
         notebook.page.keyboard.press(key)
-        notebook.page.wait_for_function(
-            "([img, old]) => img.getAttribute('data-frame') !== old",
-            arg=[frame.element_handle(), before[0]],
-            timeout=10_000,
-        )
+        try:
+            notebook.page.wait_for_function(
+                "([img, old]) => img.getAttribute('data-frame') !== old",
+                arg=[frame.element_handle(), before[0]],
+                timeout=10_000,
+            )
+        except PlaywrightTimeout:
+            pytest.fail(
+                f"{key} on the kernel-free slider did not change its frame "
+                f"(active cell {before[1]} -> {notebook.state()['active']})"
+            )
         assert notebook.state()["active"] == before[1], f"{key} moved the cell selection"
         assert notebook.page.evaluate(
             "() => document.activeElement.classList.contains('mme-static-slider')"
