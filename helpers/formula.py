@@ -117,6 +117,12 @@ def _tokenize(text: str) -> list[_Token]:
             tokens.append(_Token("tick", text[i + 1 : end], i))
             i = end + 1
             continue
+        if text.startswith("::", i) or ch in "$@":
+            start = i
+            while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
+                start -= 1
+            piece = re.match(r"[\w.]*(::?:?|\$|@)[\w.]*", text[start:]).group(0)
+            raise _refuse(text, piece, "reaches into a package or an object")
         number = _NUMBER.match(text, i)
         if number:
             tokens.append(_Token("num", number.group(0), i))
