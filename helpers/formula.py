@@ -263,7 +263,7 @@ class _Parser:
         if token.kind != "op" or token.text != op:
             shown = token.text or "the end of the formula"
             raise DataError(
-                f"The formula {self.text!r} has {shown!r} where {op!r} was expected; check its "
+                f"The formula {self.text!r} has a syntax error: {shown!r} where {op!r} was expected; check its "
                 "brackets and operators."
             )
 
@@ -310,7 +310,7 @@ class _Parser:
             return Paren(inner)
         shown = token.text or "the end of the formula"
         raise DataError(
-            f"The formula {self.text!r} has {shown!r} where a column name, number or '(' was "
+            f"The formula {self.text!r} has a syntax error: {shown!r} where a column name, number or '(' was "
             "expected; check its brackets and operators."
         )
 
@@ -351,7 +351,7 @@ class _Parser:
                     "(1 | group)'."
                 )
             raise DataError(
-                f"The formula {self.text!r} has {token.text!r} where an operator was expected; check "
+                f"The formula {self.text!r} has a syntax error: {token.text!r} where an operator was expected; check "
                 "its brackets and operators."
             )
         self.take()
@@ -359,7 +359,7 @@ class _Parser:
         token = self.peek()
         if token.kind != "end":
             raise DataError(
-                f"The formula {self.text!r} has {token.text!r} after its end; check its brackets and "
+                f"The formula {self.text!r} has a syntax error: {token.text!r} after its end; check its brackets and "
                 "operators."
             )
         return lhs, rhs
