@@ -365,6 +365,10 @@ def draw_path(
         ax.legend(fontsize="small", loc="best")
 
 
+#: Panels per row of :func:`plot_fixed_effect_path`; more terms wrap onto further rows.
+PATH_PANELS_PER_ROW = 3
+
+
 def plot_fixed_effect_path(
     stats: SufficientStats,
     term_names,
@@ -401,7 +405,8 @@ def plot_fixed_effect_path(
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per term.
+        One panel per term, at most :data:`PATH_PANELS_PER_ROW` to a row (more terms wrap onto
+        further rows, so the figure stays readable at page width).
 
     Examples
     --------
@@ -429,8 +434,13 @@ def plot_fixed_effect_path(
     else:
         limits = pd.Series(within, dtype=float).reindex(names)
         within_ok = limits.notna()
-    fig, axes = new_figure(1, len(terms), figsize=(5.2 * len(terms), 4.4), squeeze=False)
-    for ax, term in zip(axes[0], terms, strict=True):
+    ncols = min(len(terms), PATH_PANELS_PER_ROW)
+    nrows = -(-len(terms) // ncols)
+    fig, grid_axes = new_figure(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows), squeeze=False)
+    axes = list(grid_axes.ravel())
+    for spare in axes[len(terms) :]:  # the empty end of the last row
+        fig.delaxes(spare)
+    for ax, term in zip(axes, terms, strict=False):
         label = (
             "within estimator (θ → ∞)" if within_ok[term] else "θ → ∞ limit (equal cluster weights)"
         )

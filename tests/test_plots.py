@@ -219,3 +219,21 @@ def test_pooling_on_radon_uses_sizes_and_both_levels(radon, radon_fit):
     (ols_level,) = _by_gid(ax, "ols_level")
     assert ols_level.get_ydata()[0] == pytest.approx(fit_ols(radon, RADON).params["Intercept"])
     assert len(ax.get_legend().get_texts()) == 4
+
+
+def test_path_plot_wraps_to_at_most_three_panels_a_row(radon):
+    """Five fixed effects: two rows (3 + 2), not one row of five panels shrunk to the page."""
+    rng = np.random.default_rng(11)
+    frame = radon.assign(arm=rng.choice(["a", "b", "c"], len(radon)))
+    d = build_design(frame, "log_radon ~ floor + uranium + arm + (1 | county)")
+    assert len(d.term_names) == 5
+    fig = plot_fixed_effect_path(d.stats, d.term_names, thetas=np.array([0.0, 0.5, 5.0]))
+    assert [ax.get_title() for ax in fig.axes] == list(d.term_names)  # no empty sixth panel
+    rows = [ax.get_subplotspec().rowspan.start for ax in fig.axes]
+    columns = [ax.get_subplotspec().colspan.start for ax in fig.axes]
+    assert rows == [0, 0, 0, 1, 1] and columns == [0, 1, 2, 0, 1]
+    width, height = fig.get_size_inches()
+    assert width <= 3 * 5.2 + 1e-9 and width / height < 2.0
+    # three terms still fit in one row
+    three = plot_fixed_effect_path(d.stats, d.term_names, terms=["floor", "uranium", "arm[T.b]"])
+    assert {ax.get_subplotspec().rowspan.start for ax in three.axes} == {0}
