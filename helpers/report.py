@@ -16,8 +16,9 @@ Files larger than :data:`LARGE_FILE_BYTES` (or any file, with ``--large``) are n
 DuckDB computes the per-cluster sufficient statistics straight from the file (:mod:`helpers.large`),
 and the report skips the row-level checks that need rows, saying so.
 
-Exit status: 0 on success, 2 for a problem with the input (file, formula, columns, levels), 1 if the
-report itself fails.
+Exit status: 0 on success, 2 for a problem with the input (file, formula, columns, levels, an output
+path that is an input), 1 if the report itself fails: that is a bug, and one line says so and where to
+report it (``--debug`` adds the traceback).
 
 JSON output (``--json``)
 ------------------------
@@ -31,6 +32,8 @@ example the within estimate of the intercept) is ``null``. Term names follow for
 - ``dropped_by_column`` ({column: int}): missing values per model column among the dropped rows.
 - ``formula`` (str), ``group`` (str): the model as fitted.
 - ``source`` (str): ``"rows"`` (loaded into memory) or ``"duckdb"`` (sums computed from the file).
+- ``reference_levels`` ({column: str}): each categorical predictor's reference level (R's order in the
+  C locale unless ``--reference`` sets it).
 - ``ols``: pooled OLS (R's ``lm``): ``params`` and ``bse`` ({term: float}) and ``sigma2`` (the residual
   variance, RSS / (N - p)).
 - ``lmm``: the random-intercept model (lme4's ``lmer``): ``method`` (``"REML"`` or ``"ML"``),
@@ -56,6 +59,7 @@ import os
 import re
 import subprocess
 import sys
+import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +68,15 @@ import numpy as np
 import pandas as pd
 
 from .design import RowsDroppedWarning, build_design, model_columns
-from .large import NA_STRINGS, check_file, design_from_file, text_number_problem
-from .validate import DataError, check_columns, set_reference
+from .large import (
+    NA_STRINGS,
+    check_file,
+    design_from_file,
+    file_columns,
+    is_read_error,
+    text_number_problem,
+)
+from .validate import DataError, check_columns, parse_formula, set_reference
 
 __all__ = [
     "LARGE_FILE_BYTES",
@@ -82,6 +93,10 @@ __all__ = [
     "plain_warnings",
     "MarkdownText",
     "describe_model",
+    "reference_levels",
+    "show_table",
+    "show_figure",
+    "figure_alt",
     "explain_moves",
     "warning_list",
     "result_dict",
@@ -89,6 +104,7 @@ __all__ = [
     "inject_parameters",
     "run_notebook",
     "export_html",
+    "check_outputs",
     "make_report",
     "main",
 ]
@@ -122,7 +138,7 @@ def notebook_path() -> Path:
     """
     path = Path(__file__).resolve().parent.parent / "notebooks" / NOTEBOOK
     if not path.is_file():
-        raise FileNotFoundError(
+        raise NotebookMissing(
             f"The report notebook {NOTEBOOK} was not found at {path}; the report needs the repository's "
             "notebooks folder next to helpers/ (install the package with 'pip install -e .' from a "
             "clone of the repository)."
@@ -167,7 +183,11 @@ def read_table(path) -> pd.DataFrame:
             )
     except pd.errors.EmptyDataError:
         raise DataError(f"File {name!r} has no columns (it holds no data).") from None
-    except Exception as exc:  # pandas and pyarrow raise many types for damaged files
+    except Exception as exc:
+        # a damaged file: pandas' ParserError, or what large.is_read_error lists (pyarrow, gzip,
+        # encodings); anything else is a bug of ours and is not reported as a problem with the data
+        if not (isinstance(exc, pd.errors.ParserError) or is_read_error(exc)):
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         kind = "Parquet" if fmt == "parquet" else "CSV"
         raise DataError(f"File {name!r} could not be read as {kind}: {first}") from None
@@ -298,8 +318,6 @@ def _dropped_sentence(design) -> str:
 
 def _check_text_numbers(data: pd.DataFrame, used, formula: str, group: str | None) -> None:
     """Refuse a model column read as text that mostly holds numbers (see text_number_problem)."""
-    from .validate import parse_formula
-
     grouping = parse_formula(formula, group).group
     for column in used:
         if column == grouping or column not in data.columns:
@@ -314,6 +332,56 @@ def _check_text_numbers(data: pd.DataFrame, used, formula: str, group: str | Non
             problem = text_number_problem(column, counts)
             if problem:
                 raise DataError(problem)
+
+
+_UNUSABLE = "which a model cannot use; keep numbers or text in the model's columns"
+
+
+def _check_column_kinds(data: pd.DataFrame, used, group: str | None) -> None:
+    """Refuse model columns holding bytes, lists or mappings, and dates or durations as predictors.
+
+    These come from Parquet files (binary, list, struct and timestamp columns) and would otherwise fail
+    deep inside the fit with a message about Python types.
+    """
+    for column in used:
+        if column not in data.columns or isinstance(data[column], pd.DataFrame):
+            continue
+        values = data[column]
+        kind = values.dtype
+        if pd.api.types.is_datetime64_any_dtype(kind) or pd.api.types.is_timedelta64_dtype(kind):
+            if column == group:
+                continue
+            raise DataError(
+                f"Column {column!r} holds dates or times ({kind}); convert it to numbers (for "
+                "example days since the first date) or to text before using it in the model."
+            )
+        if pd.api.types.is_object_dtype(kind):
+            sample = values.dropna().head(1000)
+            odd = sample[
+                sample.map(
+                    lambda v: isinstance(v, bytes | bytearray | list | tuple | dict | np.ndarray)
+                )
+            ]
+            if len(odd):
+                raise DataError(
+                    f"Column {column!r} holds {type(odd.iloc[0]).__name__} values, {_UNUSABLE}."
+                )
+
+
+def _check_file_kinds(path, used, group: str | None) -> None:
+    """The large-file path's counterpart of :func:`_check_column_kinds`, from the file's schema."""
+    types = file_columns(path)
+    for column in used:
+        kind = types.get(column)
+        if kind is None:
+            continue  # a missing column: design_from_file names it
+        if "[" in kind or kind.startswith(("STRUCT", "MAP", "UNION", "BLOB")):
+            raise DataError(f"Column {column!r} holds values of type {kind}, {_UNUSABLE}.")
+        if column != group and kind.startswith(("DATE", "TIME", "INTERVAL")):
+            raise DataError(
+                f"Column {column!r} holds dates or times ({kind}); convert it to numbers (for "
+                "example days since the first date) or to text before using it in the model."
+            )
 
 
 def _check_fit(design) -> None:
@@ -398,10 +466,13 @@ def check_inputs(
     use_large = Path(path).stat().st_size > LARGE_FILE_BYTES if large is None else bool(large)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
+        grouping = parse_formula(formula, group).group
         if use_large:
+            _check_file_kinds(path, used, grouping)
             design = design_from_file(path, formula, group=group, reference=reference)
         else:
             data = read_table(path)
+            _check_column_kinds(data, used, grouping)
             _check_text_numbers(data, used, formula, group)
             for column in reference:
                 check_columns(data, [column])
@@ -647,6 +718,48 @@ def _code(text) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
+def reference_levels(design) -> dict:
+    """Each categorical predictor's reference level: the level its coefficients are compared with.
+
+    Levels are ordered as R orders them in the C locale (text sorted by code point, so ``'B'`` comes
+    before ``'a'``), a pandas categorical keeps its own order, and ``--reference`` moves a level first.
+    The levels come from the design (``Design.reference_levels``, ``FileDesign.reference_levels``).
+
+    Parameters
+    ----------
+    design : helpers.design.Design or helpers.large.FileDesign
+
+    Returns
+    -------
+    dict
+        ``{column: level}`` as text, empty when the model has no factor coded by treatment contrasts
+        (an ordered factor's polynomial contrasts have no reference level).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 3.5, 4.0, 5.5, 6.0, 8.0, 7.5],
+    ...                    "arm": ["b", "B", "a", "A", "b", "B", "a", "A"],
+    ...                    "g": ["u", "u", "v", "v", "w", "w", "z", "z"]})
+    >>> reference_levels(build_design(df, "y ~ arm + (1 | g)"))
+    {'arm': 'A'}
+    """
+    found = getattr(design, "reference_levels", None) or {}
+    return {str(column): str(level) for column, level in dict(found).items()}
+
+
+def _reference_sentence(design) -> str:
+    found = reference_levels(design)
+    if not found:
+        return ""
+    listed = "; ".join(f"{_code(column)}: {_code(level)}" for column, level in found.items())
+    return (
+        "Each categorical predictor's coefficients compare its levels with its reference level: "
+        f"{listed}. Levels are ordered as R orders them in the C locale (for text, capitals before "
+        "small letters); R in another locale may choose another reference for mixed-case labels. "
+        "Choose one with `--reference column=level` (in the notebook, the `reference` parameter)."
+    )
+
+
 def describe_model(design, data_path=None, large: bool = False) -> MarkdownText:
     """One paragraph saying what was fitted to which data, and how (rows in memory or DuckDB sums).
 
@@ -679,6 +792,9 @@ def describe_model(design, data_path=None, large: bool = False) -> MarkdownText:
     )
     if design.n_dropped:
         text += " " + _dropped_sentence(design)
+    references = _reference_sentence(design)
+    if references:
+        text += "\n\n" + references
     if large:
         text += (
             "\n\nThe sums were computed from the file by DuckDB; its rows were never loaded into "
@@ -756,6 +872,135 @@ def explain_moves(dec) -> MarkdownText:
     return MarkdownText("\n".join(lines))
 
 
+def _cell(value) -> str:
+    """A table number as pandas shows it with 4 decimals, switching to scientific for tiny or huge."""
+    value = float(value)
+    if value == 0 or 1e-4 <= abs(value) < 1e9:
+        return f"{value:.4f}"
+    return f"{value:.4e}"
+
+
+#: How a value that is not defined (the within estimate of the intercept) is shown in tables.
+NOT_DEFINED = "\u2014"
+
+
+def show_table(table: pd.DataFrame):
+    """A numeric table as the report shows it: 4 decimals, and an em dash where a value is not defined.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+        Displays as an HTML table in a notebook; the data are unchanged.
+
+    Examples
+    --------
+    >>> html = show_table(pd.DataFrame({"within": [np.nan, -0.72141]})).to_html()
+    >>> "\u2014" in html, "-0.7214" in html, "nan" in html.lower()
+    (True, True, False)
+    """
+    return table.style.format(_cell, na_rep=NOT_DEFINED)
+
+
+class _DescribedFigure:
+    """A figure that displays as a PNG carrying a text description (the image's ``alt`` text)."""
+
+    def __init__(self, figure, description: str):
+        self.figure = figure
+        self.description = description
+
+    def _repr_png_(self):
+        return self.figure._repr_png_(), {"alt": self.description}
+
+    def __repr__(self) -> str:
+        return f"<figure: {self.description}>"
+
+
+def show_figure(figure, description: str):
+    """Display ``figure`` as a PNG with ``description`` as its alt text (the HTML report keeps it).
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        One of :mod:`helpers.plots`' figures (it must show itself as a PNG).
+    description : str
+        What the figure shows, for readers who cannot see it.
+
+    Returns
+    -------
+    object
+        Displays as the figure in a notebook.
+
+    Examples
+    --------
+    >>> from helpers.plots import new_figure
+    >>> fig, ax = new_figure()
+    >>> png, meta = show_figure(fig, "An empty panel.")._repr_png_()
+    >>> png[:4], meta
+    (b'\x89PNG', {'alt': 'An empty panel.'})
+    """
+    return _DescribedFigure(figure, description)
+
+
+def figure_alt(number: int, design, lmm) -> str:
+    """The description of the report's figure ``number`` (1 pooling, 2 path, 3 profile) for its alt text.
+
+    Parameters
+    ----------
+    number : int
+    design : helpers.design.Design or helpers.large.FileDesign
+    lmm : helpers.results.LmmResult
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> radon = load_dataset("radon")
+    >>> d = build_design(radon, "log_radon ~ floor + (1 | county)")
+    >>> print(figure_alt(2, d, fit_lmm(radon, "log_radon ~ floor + (1 | county)")))
+    Figure 2: 2 panels, one per fixed effect (Intercept, floor), each showing its estimate with a one-standard-error band as theta grows from 0 (pooled OLS) toward the within estimator; the fitted theta, 0.4344, is marked.
+    """
+    from .fit import optimize_theta
+
+    stats = design.stats
+    if number == 1:
+        return (
+            f"Figure 1: for each of the {stats.n_groups} clusters of {design.group}, the mean of "
+            f"{design.response} in the cluster (open circle) and the mixed model's estimate for it "
+            "(filled circle) against the cluster's size; small clusters move furthest toward the "
+            "mixed model's overall level"
+            + (
+                f", {_g(float(lmm.fe_params['Intercept']))}."
+                if "Intercept" in lmm.fe_params.index
+                else "."
+            )
+        )
+    if number == 2:
+        terms = list(design.term_names)
+        return (
+            f"Figure 2: {len(terms)} panel{'s' if len(terms) != 1 else ''}, one per fixed effect "
+            f"({', '.join(terms)}), each showing its estimate with a one-standard-error band as theta "
+            "grows from 0 (pooled OLS) toward the within estimator; the fitted theta, "
+            f"{_g(lmm.theta)}, is marked."
+        )
+    if number == 3:
+        reml, _ = optimize_theta(stats, True)
+        ml, _ = optimize_theta(stats, False)
+        return (
+            "Figure 3: the profiled REML criterion and ML deviance against theta, each relative to "
+            f"its minimum; the REML minimum is at theta = {_g(reml)}, the ML minimum at theta = "
+            f"{_g(ml)}, and a dotted line at 3.84 marks the 95% profile interval."
+        )
+    raise ValueError(f"The report has figures 1 to 3, not {number}.")
+
+
 def warning_list(design, lmm) -> MarkdownText:
     """:func:`plain_warnings` as a Markdown bullet list, or a sentence saying there are none.
 
@@ -827,6 +1072,7 @@ def result_dict(design, dec) -> dict:
         "formula": str(lmm.formula),
         "group": str(lmm.group),
         "source": "rows" if getattr(design, "X", None) is not None else "duckdb",
+        "reference_levels": reference_levels(design),
         "ols": {
             "params": _floats(ols.params),
             "bse": _floats(ols.bse),
@@ -920,7 +1166,21 @@ def inject_parameters(nb, parameters: dict):
 
 
 class ReportError(RuntimeError):
-    """The report notebook failed for a reason other than the data."""
+    """The report notebook failed for a reason other than the data.
+
+    ``details`` holds the failing cell's traceback, which ``--debug`` prints.
+    """
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+class NotebookMissing(FileNotFoundError):
+    """The package is installed without the report notebook (an installation problem, not a bug)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def run_notebook(parameters: dict, *, timeout: int = 3600, cwd=None):
@@ -974,7 +1234,9 @@ def run_notebook(parameters: dict, *, timeout: int = 3600, cwd=None):
         evalue = (getattr(exc, "evalue", "") or "").strip()
         if ename == "DataError":
             raise DataError(evalue) from None
-        raise ReportError(f"the report notebook failed ({ename}: {evalue})") from None
+        raise ReportError(
+            f"the report notebook failed ({ename}: {evalue})", _ANSI.sub("", str(exc))
+        ) from None
     finally:
         if previous is None:
             os.environ.pop("MPLBACKEND", None)
@@ -994,6 +1256,14 @@ span.math-display { display: block; text-align: center; margin: 0.6em 0; }
 {%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block data_png scoped -%}
+{%- set alt = output | get_metadata('alt', 'image/png') -%}
+{%- if alt -%}
+{{ super() | replace('<img ', '<img alt="' ~ (alt | escape_html) ~ '" ', 1) }}
+{%- else -%}
+{{ super() }}
+{%- endif -%}
+{%- endblock data_png -%}
 """
 
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
@@ -1043,11 +1313,21 @@ def _render_math(text: str, cache: dict) -> str:
     return "".join(parts)
 
 
-def _offline_notebook(nb):
-    """A copy of the executed notebook ready for the HTML report: teaching cells out, math as SVG."""
+def _offline_notebook(nb, heading: str | None = None):
+    """A copy of the executed notebook ready for the HTML report: teaching cells out, math as SVG.
+
+    ``heading`` (Markdown) replaces the first cell's title line, so that the report is titled by the
+    user's file and formula rather than by the template's name.
+    """
     import copy
 
     nb = copy.deepcopy(nb)
+    if heading:
+        for cell in nb.cells:
+            if cell.cell_type == "markdown" and cell.source.startswith("# "):
+                rest = cell.source.split("\n", 1)[1] if "\n" in cell.source else ""
+                cell.source = heading.rstrip() + "\n" + rest
+                break
     cache: dict = {}
     # links to the other notebooks lead nowhere in a single offline page: keep their text only
     local_link = re.compile(r"\[([^\]]+)\]\((?!https?:|#)[^)]*\)")
@@ -1074,7 +1354,7 @@ _EXTERNAL = re.compile(
 )
 
 
-def export_html(nb, path, *, title: str | None = None) -> Path:
+def export_html(nb, path, *, title: str | None = None, heading: str | None = None) -> Path:
     """Write an executed notebook as a self-contained, offline HTML report.
 
     Code is hidden, figures are embedded as data URIs, math is drawn as embedded SVG, cells tagged
@@ -1088,6 +1368,8 @@ def export_html(nb, path, *, title: str | None = None) -> Path:
     path : str or os.PathLike
     title : str, optional
         The page title.
+    heading : str, optional
+        Markdown that replaces the title line of the notebook's first cell.
 
     Returns
     -------
@@ -1119,7 +1401,7 @@ def export_html(nb, path, *, title: str | None = None) -> Path:
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    ready = _offline_notebook(nb)
+    ready = _offline_notebook(nb, heading)
     if title:
         ready.metadata["title"] = title
     body, _ = exporter.from_notebook_node(ready)
@@ -1195,14 +1477,10 @@ def make_report(
     >>> make_report("no/such/file.csv", "y ~ x + (1 | g)", html="report.html")
     Traceback (most recent call last):
     ...
-    helpers.validate.DataError: File 'no/such/file.csv' does not exist; check the path.
+    helpers.validate.DataError: File 'no/such/file.csv' does not exist in the folder .../no/such (a relative path starts from the current folder); check the path.
     """
-    notebook_path()  # an installation without the notebooks fails here, before any work
-    for target in (html, json_path):
-        if target and not Path(target).resolve().parent.is_dir():
-            raise DataError(
-                f"Cannot write {str(target)!r}: its folder does not exist; create it or choose another."
-            )
+    template = notebook_path()  # an installation without the notebooks fails here, before any work
+    check_outputs(data, {"--html": html, "--json": json_path}, template=template)
     checked = check_inputs(data, formula, reference=reference, group=group, large=large)
     if notify is not None:
         if checked.n_dropped:
@@ -1223,8 +1501,76 @@ def make_report(
     }
     nb = run_notebook(parameters, timeout=timeout)
     if html:
-        export_html(nb, html, title=f"Mixed-model report: {Path(data).name}")
+        name = _one_line(Path(data).name)
+        method = "REML" if reml else "maximum likelihood (`--ml`)"
+        export_html(
+            nb,
+            html,
+            title=f"Mixed-model report: {name} \u00b7 {_one_line(formula)}",
+            heading=(
+                f"# Mixed-model report: {_code(name)}\n\n"
+                f"Model {_code(_one_line(formula))}, fitted by {method}."
+            ),
+        )
     return checked
+
+
+def _same_file(a, b) -> bool:
+    """Whether two paths name one file: through symlinks, hard links, ``..`` or another spelling."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare the paths themselves
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_outputs(data, outputs: dict, *, template=None) -> None:
+    """Refuse output paths the report cannot write, or must not: an input, a folder, one file twice.
+
+    Parameters
+    ----------
+    data : str or os.PathLike
+        The data file (an input).
+    outputs : dict
+        ``{option: path or None}``, such as ``{"--html": "r.html", "--json": None}``.
+    template : str or os.PathLike, optional
+        The report notebook (also an input).
+
+    Raises
+    ------
+    DataError
+        When an output is the data file or the notebook (compared as files, so a symlink or another
+        spelling of the path is caught), is a folder, lies in a folder that does not exist, or when two
+        outputs are the same file.
+
+    Examples
+    --------
+    >>> check_outputs("radon.csv", {"--json": "./radon.csv"})
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: --json './radon.csv' is the data file 'radon.csv'; the report would overwrite it: choose another output file.
+    """
+    inputs = [("the data file", data)] + ([("the report notebook", template)] if template else [])
+    given = [(option, target) for option, target in outputs.items() if target]
+    for option, target in given:
+        for what, source in inputs:
+            if _same_file(target, source):
+                raise DataError(
+                    f"{option} {str(target)!r} is {what} {Path(source).name!r}; the report would "
+                    "overwrite it: choose another output file."
+                )
+        where = Path(target)
+        if where.is_dir():
+            raise DataError(f"{option} {str(target)!r} is a folder; give a file name.")
+        if not where.resolve().parent.is_dir():
+            raise DataError(
+                f"Cannot write {str(target)!r}: its folder does not exist; create it or choose another."
+            )
+    for k, (option, target) in enumerate(given):
+        for other, second in given[k + 1 :]:
+            if _same_file(target, second):
+                raise DataError(
+                    f"{option} and {other} name the same file ({str(target)!r}); give each its own."
+                )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1269,7 +1615,51 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="compute from the file with DuckDB without loading the rows "
         f"(automatic above {LARGE_FILE_BYTES // 1024**2} MiB)",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an unexpected failure (a bug), print the full traceback",
+    )
     return parser
+
+
+#: Where an unexpected failure is to be reported.
+REPORT_BUGS = "the project's issue tracker"
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the package in a traceback, as ``helpers/module.py:line``."""
+    if isinstance(exc, ReportError):
+        return "in the report notebook"
+    package = Path(__file__).resolve().parent
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename)
+        if path.parent == package:
+            found = f"at helpers/{path.name}:{frame.lineno}"
+    return found or "outside the package"
+
+
+def _internal_error(prog: str, exc: BaseException, debug: bool) -> None:
+    """One line saying that this is a bug and where to report it; the traceback with ``--debug``."""
+    detail = str(exc).strip()
+    if isinstance(exc, ReportError):
+        detail = detail.removeprefix("the report notebook failed (").removesuffix(")")
+    else:
+        detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    if len(detail) > 300:
+        detail = detail[:300] + "..."
+    print(
+        f"{prog}: internal error ({_one_line(detail)}, {_where(exc)}): this is a bug in the report, "
+        f"not a problem with your data; please report it in {REPORT_BUGS}, with the command you "
+        f"ran and its output with --debug" + ("." if debug else " (which adds the traceback)."),
+        file=sys.stderr,
+    )
+    if debug:
+        if isinstance(exc, ReportError) and exc.details:
+            print(exc.details, file=sys.stderr)
+        else:
+            traceback.print_exception(exc, file=sys.stderr)
 
 
 def _one_line(message) -> str:
@@ -1294,7 +1684,8 @@ def main(argv=None, prog: str = "lmm-report") -> int:
     Returns
     -------
     int
-        The exit status: 0 on success, 2 for bad input, 1 when the report fails.
+        The exit status: 0 on success, 2 for bad input, 1 when the report fails (a bug: one line
+        asks to report it; ``--debug`` adds the traceback).
 
     Examples
     --------
@@ -1321,12 +1712,15 @@ def main(argv=None, prog: str = "lmm-report") -> int:
     except DataError as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except (ReportError, FileNotFoundError, RuntimeError) as exc:
+    except NotebookMissing as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: say so, and never as a problem with the data
+        _internal_error(prog, exc, args.debug)
+        return 1
     for written in (html, args.json):
         if written:
             print(f"wrote {written}")
