@@ -4,7 +4,7 @@
 # Usage, from the repository root, one command per step:
 #   .venv/bin/python tests/reference/random_slopes_data.py                    # the committed small CSVs
 #   .venv/bin/python tests/reference/random_slopes_data.py --generated DIR    # the large sets, into DIR
-#   Rscript tests/reference/random_slopes_reference.R DIR                     # about 10 minutes on 1 core
+#   Rscript tests/reference/random_slopes_reference.R DIR                     # about 7 minutes
 #   .venv/bin/python tests/reference/random_slopes_statsmodels.py DIR         # about 1 minute
 # (With the environment variable RANDOM_SLOPES_QUICK set, the R script skips the 326,362-row sets and
 # writes DIR/random_slopes_reference_quick.json instead: a trial run of about a minute.)
