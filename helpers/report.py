@@ -972,8 +972,8 @@ def figure_alt(number: int, design, lmm) -> str:
     stats = design.stats
     if number == 1:
         return (
-            f"Figure 1: for each of the {stats.n_groups} clusters of {design.group}, the mean of "
-            f"{design.response} in the cluster (open circle) and the mixed model's estimate for it "
+            f"Figure 1: for each of the {stats.n_groups} clusters of {design.group}, its own level "
+            f"of {design.response} (open circle, no pooling) and the mixed model's estimate of it "
             "(filled circle) against the cluster's size; small clusters move furthest toward the "
             "mixed model's overall level"
             + (
