@@ -36,6 +36,7 @@ import scipy.linalg
 
 from .design import SufficientStats
 from .fit import fit_lmm, ols_from_design
+from .kernel import blocks_from_stats, evaluate
 from .objective import profile
 from .results import LmmResult, OlsResult
 
@@ -724,24 +725,8 @@ def fixed_effect_path(
 
 
 def _path_arrays(stats: SufficientStats, thetas: np.ndarray, reml: bool):
-    """beta(theta) and its standard errors for many thetas at once.
-
-    The same algebra as :func:`helpers.objective.profile` (in the rotated basis, with
-    A_Q(u) = W_qq + sum_i s_q,i s_q,i' / (n_i (1 + n_i u))), batched over theta so a whole path costs
-    a few array operations; the tests check it against ``profile`` point by point.
-    """
-    u = thetas * thetas
-    n = stats.counts.astype(float)
-    d = 1.0 / (n[None, :] * (1.0 + n[None, :] * u[:, None]))  # (K, J): 1/n_i - c_i
-    s_q, s_e = stats.sum_q, stats.sum_e
-    a_q = stats.within_qq[None] + np.einsum("kj,ja,jb->kab", d, s_q, s_q)
-    b_q = stats.within_qe[None] + (d * s_e[None, :]) @ s_q
-    a_inv = np.linalg.inv(a_q)
-    delta = np.einsum("kab,kb->ka", a_inv, b_q)
-    r2 = stats.within_ee + d @ (s_e * s_e) - np.einsum("ka,ka->k", b_q, delta)
-    dof = stats.n_obs - stats.n_params if reml else stats.n_obs
-    sigma2 = r2 / dof
-    r_inv = np.linalg.inv(stats.r_factor)
-    beta = stats.beta_ols[None, :] + delta @ r_inv.T
-    variances = sigma2[:, None] * np.einsum("ia,kab,ib->ki", r_inv, a_inv, r_inv)
-    return beta, np.sqrt(np.maximum(variances, 0.0))
+    """beta(theta) and its standard errors for many thetas at once: one batched call of the kernel
+    (:func:`helpers.kernel.evaluate`), the same algebra as :func:`helpers.objective.profile`."""
+    ev = evaluate(*blocks_from_stats(stats), thetas[:, None], reml)
+    variances = np.diagonal(ev.cov_beta, axis1=-2, axis2=-1)
+    return ev.beta, np.sqrt(np.maximum(variances, 0.0))

@@ -10,11 +10,18 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.optimize
 
 from ._blas import single_blas_thread
 from .design import Design, SufficientStats, build_design
-from .objective import criterion, criterion_derivative, profile
+from .kernel import (
+    THETA_GRID,
+    OptSummary,
+    blocks_from_stats,
+    conditional_modes,
+    evaluate,
+    optimize,
+    within_fit_rss,
+)
 from .results import LmmResult, OlsResult
 from .validate import DataError
 
@@ -28,17 +35,17 @@ __all__ = [
     "THETA_GRID",
 ]
 
-#: The grid that brackets the optimum before the 1-D refinement: 0 and 10^-4 .. 10^4.
-THETA_GRID = np.concatenate([[0.0], np.logspace(-4, 4, 81)])
-
 
 def optimize_theta(stats: SufficientStats, reml: bool = True) -> tuple[float, bool]:
     """Minimise the profiled criterion over theta >= 0.
 
-    A grid over 0 and 10^-4 .. 10^4 brackets the global minimum. The minimum is then located as the root of
-    the closed-form slope (:func:`helpers.objective.criterion_derivative`) by Brent's method, which keeps
-    full precision even where the criterion itself is flat. theta = 0 is the estimate, exactly, when the
+    A grid over 0 and 10^-4 .. 10^4 (:data:`helpers.kernel.THETA_GRID`, evaluated in one vectorised call)
+    brackets the global minimum; where the criterion still falls at 10^4 the grid continues to 10^16
+    (theta -> infinity is the within fit, reached smoothly in log theta). The minimum is then located as
+    the root of the closed-form slope (:func:`helpers.objective.criterion_derivative`), which keeps full
+    precision even where the criterion itself is flat. theta = 0 is the estimate, exactly, when the
     criterion rises from there: its slope in theta^2 at 0 is not negative (a boundary, or singular, fit).
+    This is :func:`helpers.kernel.optimize`, the package's one optimiser.
 
     Parameters
     ----------
@@ -49,6 +56,7 @@ def optimize_theta(stats: SufficientStats, reml: bool = True) -> tuple[float, bo
     -------
     theta : float
     converged : bool
+        False when no finite theta minimises the criterion (see :func:`helpers.kernel.optimize_batch`).
 
     Examples
     --------
@@ -59,59 +67,57 @@ def optimize_theta(stats: SufficientStats, reml: bool = True) -> tuple[float, bo
     >>> optimize_theta(build_design(load_dataset("dyestuff2"), "Yield ~ 1 + (1 | Batch)").stats)
     (0.0, True)
     """
-    values = np.array([criterion(stats, t, reml) for t in THETA_GRID])
-    k = int(np.argmin(values))
-    if k == len(THETA_GRID) - 1:
-        return float(THETA_GRID[-1]), False
-    if k <= 1 and criterion_derivative(stats, 0.0, reml) >= 0:
-        return 0.0, True
-    lower, upper = THETA_GRID[max(k - 1, 0)], THETA_GRID[k + 1]
-
-    def slope(theta: float) -> float:
-        return criterion_derivative(stats, theta, reml)
-
-    slope_lower, slope_upper = slope(lower), slope(upper)
-    if slope_lower < 0 < slope_upper:
-        theta, info = scipy.optimize.brentq(
-            slope, lower, upper, xtol=1e-300, rtol=4 * np.finfo(float).eps, full_output=True
-        )
-        theta, converged = float(theta), bool(info.converged)
-    else:  # no sign change (a flat stretch): fall back on minimising the values themselves
-        result = scipy.optimize.minimize_scalar(
-            lambda t: criterion(stats, t, reml),
-            bounds=(lower, upper),
-            method="bounded",
-            options={"xatol": 1e-12 * max(upper, 1e-3), "maxiter": 500},
-        )
-        theta, converged = float(result.x), bool(result.success)
-    if criterion(stats, 0.0, reml) <= criterion(stats, theta, reml):
-        return 0.0, True
-    return theta, converged
+    theta, summary = optimize(*blocks_from_stats(stats), reml)
+    return float(theta[0]), summary.converged
 
 
-def _estimate_theta(stats: SufficientStats, reml: bool, response: str) -> tuple[float, bool]:
-    """Refuse exact fits, optimise theta, and warn if the optimiser ran off the grid."""
-    between = float((stats.sum_y**2 / np.maximum(stats.counts, 1)).sum())
-    if stats.ete <= 1e-24 * max(stats.ete + between, 1e-300):
+#: A residual spread below this many units of double precision at the response's magnitude counts as
+#: no spread at all (rounding alone leaves spreads of a few units).
+_RESOLUTION_ULPS = 64.0
+
+
+def _resolution(stats: SufficientStats) -> float:
+    """The smallest residual spread that means anything at the response's magnitude."""
+    n = stats.counts.astype(float)
+    magnitude = float(np.max(np.abs(stats.sum_y / n)))
+    magnitude = max(magnitude, float(np.sqrt(max(stats.ete, 0.0) / stats.n_obs)))
+    return _RESOLUTION_ULPS * float(np.finfo(float).eps) * magnitude
+
+
+def _estimate_theta(stats: SufficientStats, reml: bool, response: str):
+    """Refuse responses without usable variation, optimise theta, and warn if it did not converge."""
+    resolution = _resolution(stats)
+    spread = float(np.sqrt(max(stats.ete, 0.0) / stats.n_obs))
+    if spread <= resolution:
         raise DataError(
             f"The response {response!r} is fitted exactly by the fixed effects (for example, it is "
-            "constant): no variation is left for the random intercept or the residual to explain."
+            f"constant), or its spread around them (about {spread:.2g}) is below what double "
+            f"precision resolves at its size (about {resolution:.2g}): no variation is left for the "
+            "random intercept or the residual to explain."
         )
-    theta, converged = optimize_theta(stats, reml)
-    if not converged:
-        warnings.warn(
-            "The optimiser did not converge: the criterion still falls at theta = 1e4. The group variance "
-            "dwarfs the residual variance; check that the response varies within groups.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return theta, converged
+    blocks, resp = blocks_from_stats(stats)
+    theta, summary = optimize(blocks, resp, reml)
+    if not summary.converged:
+        if float(within_fit_rss(blocks, resp)) == 0.0:
+            message = (
+                f"The response {response!r} has no variation within clusters once the fixed effects "
+                "are fitted (the within-cluster fit is exact): the residual variance is 0, theta is "
+                "infinite and the criterion has no minimum; the result stops at theta = 1e4 and its "
+                "variances are not estimates."
+            )
+        else:
+            message = (
+                "The optimiser did not converge: the criterion still falls at theta = 1e16. The group "
+                "variance dwarfs the residual variance; check that the response varies within groups."
+            )
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return float(theta[0]), summary
 
 
 def _lmm_result(
     stats: SufficientStats,
     theta: float,
-    converged: bool,
+    optsum: OptSummary | None,
     reml: bool,
     term_names,
     group_labels,
@@ -122,36 +128,36 @@ def _lmm_result(
     n_dropped: int = 0,
     design: Design | None = None,
 ) -> LmmResult:
-    prof = profile(stats, theta, reml)
+    blocks, resp = blocks_from_stats(stats)
+    ev = evaluate(blocks, resp, [theta], reml)
+    sigma2 = float(ev.sigma2)
+    modes, cond_cov = conditional_modes(blocks, resp, [theta], ev.delta, sigma2)
     names = list(term_names)
-    n = stats.counts.astype(float)
-    u = theta * theta
-    c = u / (1.0 + n * u)
-    ranef = c * prof.cluster_resid_sum
-    ranef_sd = np.sqrt(prof.sigma2 * c)
     labels = pd.Index(group_labels, name=group)
+    cov = ev.cov_beta
     return LmmResult(
-        fe_params=pd.Series(prof.beta, index=names, name="estimate"),
-        bse=pd.Series(np.sqrt(np.diag(prof.cov_beta)), index=names, name="std_error"),
-        cov_fe=pd.DataFrame(prof.cov_beta, index=names, columns=names),
-        sigma2_group=prof.sigma2_group,
-        sigma2_resid=prof.sigma2,
+        fe_params=pd.Series(ev.beta, index=names, name="estimate"),
+        bse=pd.Series(np.sqrt(np.diag(cov)), index=names, name="std_error"),
+        cov_fe=pd.DataFrame(cov, index=names, columns=names),
+        sigma2_group=theta * theta * sigma2,
+        sigma2_resid=sigma2,
         theta=float(theta),
-        criterion=prof.criterion,
-        loglik=-0.5 * prof.criterion,
+        criterion=float(ev.criterion),
+        loglik=-0.5 * float(ev.criterion),
         reml=reml,
-        ranef=pd.Series(ranef, index=labels, name="ranef"),
-        ranef_sd=pd.Series(ranef_sd, index=labels, name="ranef_sd"),
+        ranef=pd.Series(modes[:, 0], index=labels, name="ranef"),
+        ranef_sd=pd.Series(np.sqrt(cond_cov[:, 0, 0]), index=labels, name="ranef_sd"),
         n_obs=stats.n_obs,
         n_groups=stats.n_groups,
         n_dropped=n_dropped,
         singular=bool(theta == 0.0),
-        converged=converged,
+        converged=True if optsum is None else optsum.converged,
         formula=formula,
         response=response,
         group=group,
         stats=stats,
         design=design,
+        optsum=optsum,
     )
 
 
@@ -191,11 +197,11 @@ def fit_lmm_from_stats(
     """
     if group_labels is None:
         group_labels = np.arange(stats.n_groups)
-    theta, converged = _estimate_theta(stats, reml, response)
+    theta, optsum = _estimate_theta(stats, reml, response)
     return _lmm_result(
         stats,
         theta,
-        converged,
+        optsum,
         reml,
         term_names,
         group_labels,
@@ -250,11 +256,11 @@ def fit_lmm(
         raise DataError(
             "fit_lmm needs a grouping column: add '(1 | group)' to the formula or pass group='column'."
         )
-    theta, converged = _estimate_theta(design.stats, reml, design.response)
+    theta, optsum = _estimate_theta(design.stats, reml, design.response)
     return _lmm_result(
         design.stats,
         theta,
-        converged,
+        optsum,
         reml,
         design.term_names,
         design.group_labels,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,133 +44,61 @@ import scipy.optimize
 import scipy.stats
 
 from .design import SufficientStats
+from .kernel import (
+    LOG_2PI,
+    THETA_GRID,
+    Blocks,
+    Evaluation,
+    Response,
+    blocks_from_stats,
+    evaluate,
+    minimize_1d,
+    optimize,
+    optimize_batch,
+)
 from .results import OlsResult, r_term_name
 from .validate import DataError
 
 __all__ = ["confint", "bootstrap", "tests", "predict", "likelihood_profile", "varpar_covariance"]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
-#: The theta grid that brackets a minimum before the 1-D refinement (the same as :mod:`helpers.fit`).
-_THETA_GRID = np.concatenate([[0.0], np.logspace(-4, 4, 81)])
-#: A wider grid (without 0) for the profile over sigma_b, where theta = sigma_b / sigma ranges freely.
+#: A wide grid (without 0) for the profile over sigma_b, where theta = sigma_b / sigma ranges freely.
 _WIDE_GRID = np.logspace(-6, 6, 121)
 
 
 # --------------------------------------------------------------------------------------------------
-# The vectorised core: the profiled quantities for many values of u (and many replicates) at once
+# The kernel's input under the names this module (and its tests) use; the algebra is helpers.kernel's
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
 class _Fixed:
-    """The parts of the sufficient statistics that depend on X and the clusters only (not on y)."""
+    """The X-side of the kernel's input: :class:`helpers.kernel.Blocks` (``_Fixed.of(stats)``)."""
 
-    counts: np.ndarray
-    sum_q: np.ndarray
-    within_qq: np.ndarray
-    outer_q: np.ndarray  # (J, p * p): the flattened a_i a_i'
-    r_factor: np.ndarray
-    r_inv: np.ndarray
-    logdet_r: float
-    n_obs: int
-    n_params: int
+    def __new__(cls, *args, **kwargs):
+        return Blocks(*args, **kwargs)
 
-    @classmethod
-    def of(cls, stats: SufficientStats) -> _Fixed:
-        r = stats.r_factor
-        p = r.shape[0]
-        sum_q = np.asarray(stats.sum_q, dtype=float)
-        return cls(
-            counts=stats.counts.astype(float),
-            sum_q=sum_q,
-            within_qq=np.asarray(stats.within_qq, dtype=float),
-            outer_q=(sum_q[:, :, None] * sum_q[:, None, :]).reshape(sum_q.shape[0], p * p),
-            r_factor=r,
-            r_inv=np.linalg.inv(r),
-            logdet_r=2.0 * float(np.log(np.abs(np.diag(r))).sum()),
-            n_obs=stats.n_obs,
-            n_params=p,
-        )
-
-    def dof(self, reml: bool) -> int:
-        return self.n_obs - self.n_params if reml else self.n_obs
+    @staticmethod
+    def of(stats: SufficientStats) -> Blocks:
+        return blocks_from_stats(stats)[0]
 
 
-@dataclass(frozen=True, eq=False)
 class _Resid:
-    """The parts that depend on y: cluster sums and within cross-products of the OLS residuals."""
+    """The y-side: :class:`helpers.kernel.Response` from cluster sums and within cross-products."""
 
-    sum_e: np.ndarray  # (..., J)
-    within_qe: np.ndarray  # (..., p)
-    within_ee: np.ndarray  # (...)
+    def __new__(cls, sum_e, within_qe, within_ee):
+        return Response.intercept(sum_e, within_qe, within_ee)
 
-    @classmethod
-    def of(cls, stats: SufficientStats) -> _Resid:
-        return cls(
-            sum_e=np.asarray(stats.sum_e, dtype=float),
-            within_qe=np.asarray(stats.within_qe, dtype=float),
-            within_ee=np.asarray(stats.within_ee, dtype=float),
-        )
+    @staticmethod
+    def of(stats: SufficientStats) -> Response:
+        return blocks_from_stats(stats)[1]
 
 
-@dataclass(frozen=True, eq=False)
-class _Core:
-    """Profiled quantities at (arrays of) u; shapes broadcast over leading axes."""
-
-    r2: np.ndarray
-    delta: np.ndarray  # beta(u) - beta_ols in the rotated basis, shape (..., p)
-    a_inv: np.ndarray  # A_Q(u)^{-1}, shape (..., p, p)
-    logdet_a: np.ndarray  # log det A(u) in the original basis
-    logdet_v: np.ndarray  # sum_i log(1 + n_i u)
+def _core(fx: Blocks, u, res: Response, logdet: bool = True, reml: bool = True) -> Evaluation:
+    """The kernel's evaluation at (arrays of) u = theta^2, broadcast against the responses."""
+    theta = np.sqrt(np.asarray(u, dtype=float))
+    return evaluate(fx, res, theta[..., None], reml, logdet=logdet)
 
 
-def _core(fx: _Fixed, u, res: _Resid, logdet: bool = True) -> _Core:
-    """Evaluate the profiled quantities at ``u`` (broadcast against the leading axes of ``res``).
-
-    The cancellation-free form of :mod:`helpers.objective`: with d_i = 1/(n_i (1 + n_i u)),
-    A_Q = W_qq + sum_i d_i a_i a_i', b_Q = W_qe + sum_i d_i a_i s_i, r2 = W_ee + sum_i d_i s_i^2 - b_Q' delta.
-    ``logdet=False`` skips log det A (not needed for slopes or ML).
-    """
-    u = np.asarray(u, dtype=float)[..., None]
-    p = fx.n_params
-    d = 1.0 / (fx.counts * (1.0 + fx.counts * u))
-    a = fx.within_qq + (d @ fx.outer_q).reshape(d.shape[:-1] + (p, p))
-    b = res.within_qe + (d * res.sum_e) @ fx.sum_q
-    a_inv = np.linalg.inv(a)
-    delta = np.sum(a_inv * b[..., None, :], axis=-1)
-    r2 = res.within_ee + np.sum(d * res.sum_e * res.sum_e, axis=-1) - np.sum(b * delta, axis=-1)
-    logdet_a = np.linalg.slogdet(a)[1] + fx.logdet_r if logdet else None
-    logdet_v = np.sum(np.log1p(fx.counts * u), axis=-1)
-    return _Core(r2=r2, delta=delta, a_inv=a_inv, logdet_a=logdet_a, logdet_v=logdet_v)
-
-
-def _criterion(fx: _Fixed, core: _Core, reml: bool) -> np.ndarray:
-    """The profiled REML criterion or ML deviance, as :func:`helpers.objective.criterion`."""
-    dof = fx.dof(reml)
-    r2 = np.where(core.r2 > 0, core.r2, np.nan)
-    value = core.logdet_v + dof * (1.0 + _LOG_2PI + np.log(r2 / dof))
-    if reml:
-        value = value + core.logdet_a
-    return np.where(np.isfinite(value), value, np.inf)
-
-
-def _slope(fx: _Fixed, u, res: _Resid, reml: bool) -> np.ndarray:
-    """d criterion / du in closed form, as :func:`helpers.objective.criterion_derivative`."""
-    core = _core(fx, u, res, logdet=False)
-    u = np.asarray(u, dtype=float)[..., None]
-    dc = 1.0 / (1.0 + fx.counts * u) ** 2
-    rho = res.sum_e - core.delta @ fx.sum_q.T
-    slope = np.sum(fx.counts / (1.0 + fx.counts * u), axis=-1)
-    slope = slope - fx.dof(reml) * np.sum(dc * rho * rho, axis=-1) / core.r2
-    if reml:
-        p = fx.n_params
-        leverage = core.a_inv.reshape(core.a_inv.shape[:-2] + (p * p,)) @ fx.outer_q.T
-        slope = slope - np.sum(dc * leverage, axis=-1)
-    return slope
-
-
-def _deviance_free_sigma(fx: _Fixed, core: _Core, sigma, reml: bool) -> np.ndarray:
+def _deviance_free_sigma(fx: Blocks, core: Evaluation, sigma, reml: bool) -> np.ndarray:
     """D(theta, sigma): the criterion with beta profiled out but sigma left free (see module notes)."""
     sigma2 = np.asarray(sigma, dtype=float) ** 2
     value = core.logdet_v + core.r2 / sigma2 + fx.dof(reml) * np.log(2.0 * np.pi * sigma2)
@@ -180,28 +107,10 @@ def _deviance_free_sigma(fx: _Fixed, core: _Core, sigma, reml: bool) -> np.ndarr
     return value
 
 
-def _minimize_1d(fun, grid: np.ndarray) -> tuple[float, float]:
-    """Minimise a function of theta: a vectorised grid brackets the minimum, Brent refines it.
-
-    ``fun`` takes an array of thetas. A grid that starts at 0 allows the boundary, compared by value.
-    """
-    values = np.asarray(fun(grid), dtype=float)
-    k = int(np.argmin(values))
-    if k == len(grid) - 1:
-        return float(grid[-1]), float(values[-1])
-    lower, upper = float(grid[max(k - 1, 0)]), float(grid[k + 1])
-    result = scipy.optimize.minimize_scalar(
-        lambda t: float(fun(np.array([t]))[0]),
-        bounds=(lower, upper),
-        method="bounded",
-        options={"xatol": 1e-13 * upper, "maxiter": 500},
-    )
-    best_x, best = float(result.x), float(result.fun)
-    if values[k] < best:
-        best_x, best = float(grid[k]), float(values[k])
-    if grid[0] == 0.0 and values[0] <= best:
-        best_x, best = 0.0, float(values[0])
-    return best_x, best
+def _optimize_batch(fx: Blocks, res: Response, reml: bool):
+    """theta and a converged flag for many responses at once: :func:`helpers.kernel.optimize_batch`."""
+    theta, converged, _, _ = optimize_batch(fx, res, reml)
+    return theta, converged
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,19 +126,20 @@ class _Profiler:
         self.fx = _Fixed.of(stats)
         self.reml = reml
         self.res = _Resid.of(stats)
-        theta, self.minimum = _minimize_1d(self._criterion_at, _THETA_GRID)
-        core = self._core(np.array([theta]))
-        self.theta = theta
-        self.sigma = float(np.sqrt(core.r2[0] / self.fx.dof(reml)))
-        self.sigma_group = theta * self.sigma
-        self.beta = stats.beta_ols + self.fx.r_inv @ core.delta[0]
+        theta, summary = optimize(self.fx, self.res, reml)
+        self.theta = float(theta[0])
+        self.minimum = summary.criterion
+        core = self._core(theta)
+        self.sigma = float(np.sqrt(core.sigma2[0]))
+        self.sigma_group = self.theta * self.sigma
+        self.beta = core.beta[0]
 
-    def _core(self, thetas) -> _Core:
+    def _core(self, thetas) -> Evaluation:
         thetas = np.asarray(thetas, dtype=float)
-        return _core(self.fx, thetas * thetas, self.res)
+        return evaluate(self.fx, self.res, thetas[..., None], self.reml)
 
     def _criterion_at(self, thetas):
-        return _criterion(self.fx, self._core(thetas), self.reml)
+        return self._core(thetas).criterion
 
     def at_sigma_group(self, sigma_group: float) -> float:
         """min over sigma of D(sigma_group / sigma, sigma)."""
@@ -240,7 +150,7 @@ class _Profiler:
             core = self._core(thetas)
             return _deviance_free_sigma(self.fx, core, sigma_group / thetas, self.reml)
 
-        return _minimize_1d(fun, _WIDE_GRID)[1]
+        return minimize_1d(fun, _WIDE_GRID)[1]
 
     def at_sigma(self, sigma: float) -> float:
         """min over theta >= 0 of D(theta, sigma)."""
@@ -248,7 +158,7 @@ class _Profiler:
         def fun(thetas):
             return _deviance_free_sigma(self.fx, self._core(thetas), sigma, self.reml)
 
-        return _minimize_1d(fun, _THETA_GRID)[1]
+        return minimize_1d(fun, THETA_GRID)[1]
 
     def at_beta(self, j: int, value: float) -> float:
         """The ML deviance with beta_j held at ``value``, minimised over theta and the other betas."""
@@ -263,9 +173,9 @@ class _Profiler:
             a_inv_jj = np.einsum("k,...kl,l->...", r_inv_j, core.a_inv, r_inv_j)
             r2 = core.r2 + (value - beta_j) ** 2 / a_inv_jj
             n = fx.n_obs
-            return core.logdet_v + n * (1.0 + _LOG_2PI + np.log(r2 / n))
+            return core.logdet_v + n * (1.0 + LOG_2PI + np.log(r2 / n))
 
-        return _minimize_1d(fun, _THETA_GRID)[1]
+        return minimize_1d(fun, THETA_GRID)[1]
 
 
 def _crossing(fun, x_hat: float, step: float, target: float, floor: float | None = None) -> float:
@@ -415,7 +325,7 @@ def _derivatives(fx: _Fixed, res: _Resid, theta: float, sigma: float, reml: bool
     def outer_sum(weights):
         return (a_vec * weights[:, None]).T @ a_vec
 
-    core = _core(fx, u, res)
+    core = evaluate(fx, res, [theta], reml)
     a_inv, delta, r2 = core.a_inv, core.delta, float(core.r2)
     a1, a2 = -outer_sum(c1), -outer_sum(c2)
     b1, b2 = -(a_vec.T @ (c1 * s)), -(a_vec.T @ (c2 * s))
@@ -638,70 +548,6 @@ def confint(
 # --------------------------------------------------------------------------------------------------
 
 
-def _take(res: _Resid, rows) -> _Resid:
-    return _Resid(res.sum_e[rows], res.within_qe[rows], res.within_ee[rows])
-
-
-def _golden(fun, lo: np.ndarray, hi: np.ndarray, iterations: int = 80) -> np.ndarray:
-    """Vectorised golden-section minimisation of ``fun`` on [lo, hi], one interval per replicate."""
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    f1, f2 = fun(x1), fun(x2)
-    for _ in range(iterations):
-        left = f1 <= f2
-        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
-        new_x1 = np.where(left, hi - ratio * (hi - lo), x2)
-        new_x2 = np.where(left, x1, lo + ratio * (hi - lo))
-        f_new = fun(np.where(left, new_x1, new_x2))
-        f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
-        x1, x2 = new_x1, new_x2
-    return np.where(f1 <= f2, x1, x2)
-
-
-def _optimize_batch(fx: _Fixed, res: _Resid, reml: bool, iterations: int = 200):
-    """Minimise the profiled criterion for many replicates at once; returns theta and a converged flag.
-
-    The same steps as :func:`helpers.fit.optimize_theta`, vectorised across replicates: the grid 0,
-    10^-4 .. 10^4 brackets each minimum; theta = 0 is the estimate when the closed-form slope in u at 0
-    is not negative; otherwise the root of the slope between the two neighbouring grid points is found
-    by bisection (a golden-section search on the values where the slope shows no sign change), and
-    theta = 0 still wins if its criterion is no higher.
-    """
-    grid = _THETA_GRID
-    m = res.sum_e.shape[0]
-    values = _criterion(fx, _core(fx, (grid * grid)[:, None], res), reml)  # (K, m)
-    k = np.argmin(values, axis=0)
-    converged = k < len(grid) - 1
-    theta = np.full(m, grid[-1])
-    zero = converged & (k <= 1) & (_slope(fx, np.zeros(m), res, reml) >= 0)
-    theta[zero] = 0.0
-    todo = np.flatnonzero(converged & ~zero)
-    if todo.size:
-        sub = _take(res, todo)
-        lo, hi = grid[np.maximum(k[todo] - 1, 0)], grid[k[todo] + 1]
-        slope_lo = _slope(fx, lo * lo, sub, reml)
-        slope_hi = _slope(fx, hi * hi, sub, reml)
-        sign_change = (slope_lo < 0) & (slope_hi > 0)
-        a, b = lo.copy(), hi.copy()
-        for _ in range(iterations):
-            mid = 0.5 * (a + b)
-            negative = _slope(fx, mid * mid, sub, reml) < 0
-            a, b = np.where(negative, mid, a), np.where(negative, b, mid)
-            if np.all((b - a) <= 4.0 * np.finfo(float).eps * b):
-                break
-        found = 0.5 * (a + b)
-        if not sign_change.all():
-            flat = np.flatnonzero(~sign_change)
-            flat_res = _take(sub, flat)
-            found[flat] = _golden(
-                lambda t: _criterion(fx, _core(fx, t * t, flat_res), reml), lo[flat], hi[flat]
-            )
-        at_zero = _criterion(fx, _core(fx, np.zeros(todo.size), sub), reml)
-        at_found = _criterion(fx, _core(fx, found * found, sub), reml)
-        theta[todo] = np.where(at_zero <= at_found, 0.0, found)
-    return theta, converged
-
-
 def _replicate_resid(fx: _Fixed, gram_basis, v_extra, resid_ss):
     """The residual statistics of replicates, from their random intercepts and their error parts.
 
@@ -716,8 +562,8 @@ def _replicate_resid(fx: _Fixed, gram_basis, v_extra, resid_ss):
     v = b_star + v_extra
     sum_e = ((v @ vec) * lam) @ vec.T
     w = v @ fx.sum_q
-    within_qe = -(w @ fx.within_qq)
-    within_ee = np.einsum("mp,pq,mq->m", w, fx.within_qq, w) + resid_ss
+    within_qe = -(w @ fx.within_xx)
+    within_ee = np.einsum("mp,pq,mq->m", w, fx.within_xx, w) + resid_ss
     ete = np.sum((v @ vec) ** 2 * lam, axis=1) + resid_ss
     return _Resid(sum_e=sum_e, within_qe=within_qe, within_ee=within_ee), ete
 
@@ -824,7 +670,7 @@ def bootstrap(fit, n: int = 1000, seed=None, progress=None, *, chunk: int = 2000
             res, _ = _replicate_resid(fx, (vec, lam, b_star), v_extra, sigma * sigma * chi2)
             beta_ols = (gamma + b_star @ fx.sum_q + h) @ fx.r_inv.T
             theta, converged = _optimize_batch(fx, res, fit.reml)
-            core = _core(fx, theta * theta, res)
+            core = evaluate(fx, res, theta[:, None], fit.reml)
             sigma2 = core.r2 / dof
             block = out[done : done + m]
             block[:, :p] = beta_ols + core.delta @ fx.r_inv.T

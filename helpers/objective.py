@@ -22,6 +22,9 @@ by its OLS residual e), where log det A(u) = log det A_Q(u) + 2 sum_k log |R_kk|
 1/(1 + n_i u), the matrix A_Q(u) = I - sum_i c_i s_q,i s_q,i' equals W_qq + sum_i d_i s_q,i s_q,i' with
 d_i = 1/(n_i (1 + n_i u)) and W_qq the within-cluster cross-products; the code uses this second form, in
 which nothing cancels as u grows.
+
+This module is the documented face of the computation; the algebra itself lives once, in
+:mod:`helpers.kernel`, which evaluates it for a whole batch of theta values and also for random slopes.
 """
 
 from __future__ import annotations
@@ -29,13 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from .design import SufficientStats
+from .kernel import blocks_from_stats, evaluate, slope_u
 
 __all__ = ["Profile", "profile", "criterion", "criterion_derivative", "make_objective"]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,35 +73,12 @@ class Profile:
     cluster_resid_sum: np.ndarray
 
 
-def _core(stats: SufficientStats, theta: float):
-    theta = float(theta)
-    if not np.isfinite(theta) or theta < 0:
-        raise ValueError(f"theta must be a finite number >= 0, got {theta!r}")
-    u = theta * theta
-    n = stats.counts.astype(float)
-    c = u / (1.0 + n * u)
-    # 1/n_i - c_i, written so that no two large terms cancel when u is large
-    d = 1.0 / (n * (1.0 + n * u))
-    s_q, s_e = stats.sum_q, stats.sum_e
-    a_q = stats.within_qq + (s_q * d[:, None]).T @ s_q
-    b_q = stats.within_qe + s_q.T @ (d * s_e)
-    chol = scipy.linalg.cho_factor(a_q, lower=False, check_finite=False)
-    delta = scipy.linalg.cho_solve(chol, b_q, check_finite=False)
-    r2 = stats.within_ee + float(d @ (s_e * s_e)) - float(b_q @ delta)
-    logdet_a_q = 2.0 * float(np.log(np.abs(np.diag(chol[0]))).sum())
-    log_det_v = float(np.log1p(n * u).sum())
-    return u, c, chol, delta, r2, logdet_a_q, log_det_v
-
-
-def _criterion_from_core(stats, r2, logdet_a_q, log_det_v, reml):
-    n_obs = stats.n_obs
-    if r2 <= 0:
-        return np.inf
-    if reml:
-        dof = n_obs - stats.n_params
-        logdet_a = logdet_a_q + 2.0 * float(np.log(np.abs(np.diag(stats.r_factor))).sum())
-        return log_det_v + logdet_a + dof * (1.0 + _LOG_2PI + np.log(r2 / dof))
-    return log_det_v + n_obs * (1.0 + _LOG_2PI + np.log(r2 / n_obs))
+def _thetas(theta) -> np.ndarray:
+    thetas = np.asarray(theta, dtype=float)
+    bad = thetas[~np.isfinite(thetas) | (thetas < 0)]
+    if bad.size:
+        raise ValueError(f"theta must be a finite number >= 0, got {float(bad.flat[0])!r}")
+    return thetas
 
 
 def criterion(stats: SufficientStats, theta, reml: bool = True):
@@ -129,11 +107,9 @@ def criterion(stats: SufficientStats, theta, reml: bool = True):
     >>> round(float(criterion(stats, 0.0)), 9)
     326.023232156
     """
-    if np.ndim(theta) == 0:
-        _, _, _, _, r2, logdet_a_q, log_det_v = _core(stats, theta)
-        return float(_criterion_from_core(stats, r2, logdet_a_q, log_det_v, reml))
-    thetas = np.asarray(theta, dtype=float)
-    return np.array([criterion(stats, t, reml) for t in thetas.ravel()]).reshape(thetas.shape)
+    thetas = _thetas(theta)
+    values = evaluate(*blocks_from_stats(stats), thetas[..., None], reml).criterion
+    return float(values) if thetas.ndim == 0 else values
 
 
 def criterion_derivative(stats: SufficientStats, theta: float, reml: bool = True) -> float:
@@ -169,19 +145,8 @@ def criterion_derivative(stats: SufficientStats, theta: float, reml: bool = True
     >>> criterion_derivative(stats, 0.0) > 0
     True
     """
-    u, c, chol, delta, r2, _, _ = _core(stats, theta)
-    n = stats.counts.astype(float)
-    dc = 1.0 / (1.0 + n * u) ** 2
-    rho = stats.sum_e - stats.sum_q @ delta
-    slope = float((n / (1.0 + n * u)).sum())
-    dof = stats.n_obs - stats.n_params if reml else stats.n_obs
-    if reml:
-        solved = scipy.linalg.cho_solve(
-            chol, np.ascontiguousarray(stats.sum_q.T), check_finite=False
-        )
-        slope -= float((dc * np.einsum("jk,kj->j", stats.sum_q, solved)).sum())
-    slope -= dof * float((dc * rho * rho).sum()) / r2
-    return slope
+    theta = float(_thetas(theta))
+    return float(slope_u(*blocks_from_stats(stats), [theta], reml))
 
 
 def make_objective(stats: SufficientStats, reml: bool = True):
@@ -236,25 +201,17 @@ def profile(stats: SufficientStats, theta: float, reml: bool = True) -> Profile:
     >>> bool(np.allclose(profile(stats, 0.0).beta, stats.beta_ols))
     True
     """
-    u, c, chol, delta, r2, logdet_a_q, log_det_v = _core(stats, theta)
-    value = float(_criterion_from_core(stats, r2, logdet_a_q, log_det_v, reml))
-    r_inv = stats.r_inverse
-    beta = stats.beta_ols + r_inv @ delta
-    dof = stats.n_obs - stats.n_params if reml else stats.n_obs
-    sigma2 = r2 / dof
-    chol_inv = np.linalg.inv(np.triu(chol[0]))  # A_Q = U'U, so A_Q^{-1} = U^{-1} U^{-T}
-    a_q_inv = chol_inv @ chol_inv.T
-    cov_beta = sigma2 * (r_inv @ a_q_inv @ r_inv.T)
-    cov_beta = 0.5 * (cov_beta + cov_beta.T)
-    cluster_resid_sum = stats.sum_e - stats.sum_q @ delta
+    theta = float(_thetas(theta))
+    ev = evaluate(*blocks_from_stats(stats), [theta], reml)
+    sigma2 = float(ev.sigma2)
     return Profile(
-        theta=float(theta),
+        theta=theta,
         reml=reml,
-        criterion=value,
-        beta=beta,
-        cov_beta=cov_beta,
-        sigma2=float(sigma2),
-        sigma2_group=float(u * sigma2),
-        r2=float(r2),
-        cluster_resid_sum=cluster_resid_sum,
+        criterion=float(ev.criterion),
+        beta=ev.beta,
+        cov_beta=ev.cov_beta,
+        sigma2=sigma2,
+        sigma2_group=theta * theta * sigma2,
+        r2=float(ev.r2),
+        cluster_resid_sum=stats.sum_e - stats.sum_q @ ev.delta,
     )

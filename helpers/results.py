@@ -222,6 +222,8 @@ class LmmResult:
     design : helpers.design.Design or None
         The rows and sufficient statistics the fit used (None for fits from aggregates).
     stats : helpers.design.SufficientStats
+    optsum : helpers.kernel.OptSummary or None
+        The record of the optimisation (start, evaluations, final value and slope, bound, time, method).
     """
 
     fe_params: pd.Series
@@ -245,6 +247,7 @@ class LmmResult:
     group: str
     stats: object
     design: object = None
+    optsum: object = None
 
     @property
     def reference_levels(self) -> dict:

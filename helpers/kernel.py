@@ -1,0 +1,1092 @@
+r"""The one likelihood kernel: the profiled criterion and everything that follows from theta, for a batch.
+
+Every fit, profile, bootstrap refit, Satterthwaite derivative and point of the fixed-effect path in this
+package goes through :func:`evaluate` (and the optimiser :func:`optimize`). It is written for one grouping
+factor with q random terms per cluster (lme4's formulation, JSS 2015, section 3), and for a batch of theta
+values at once.
+
+The input
+---------
+For cluster i with rows X_i, y_i and random-effects model matrix Z_i (n_i x q), the kernel needs only the
+per-cluster blocks and the global cross-products:
+
+- :class:`Blocks` (what depends on X and the clusters only): Z_i'Z_i (J, q, q), Z_i'X_i (J, q, p), X'X
+  (p, p), N;
+- :class:`Response` (what depends on y; any number of leading batch axes, e.g. bootstrap replicates):
+  Z_i'y_i (..., J, q), X'y (..., p), y'y (...).
+
+The X-blocks may be of Q = X R^{-1} instead of X (``Blocks.r_factor`` = R), and the y-blocks of the OLS
+residual e = y - X beta_ols instead of y (``Response.beta_ols``): that is how
+:func:`blocks_from_stats` passes :class:`helpers.design.SufficientStats`, whose sums are of residual-sized,
+well-scaled numbers. With R = I and beta_ols = 0 the blocks are the raw ones.
+
+theta is the lower triangle of the q x q relative covariance factor T, column by column (lme4's
+``getME(m, "theta")`` order); Var(b_i) = sigma^2 T T'. For q = 1, theta = sigma_b / sigma.
+
+The formulas
+------------
+With M_i = T'Z_i'Z_i T + I_q = L_i L_i', P_i = L_i^{-1} T'Z_i'X_i and c_i = L_i^{-1} T'Z_i'y_i:
+
+    A = X'X - sum_i P_i'P_i,   b = X'y - sum_i P_i'c_i,   beta = A^{-1} b,
+    r2 = y'y - sum_i c_i'c_i - b'beta,
+    ML deviance    = sum_i log det M_i + N [1 + log(2 pi r2 / N)],
+    REML criterion = sum_i log det M_i + log det A + (N - p) [1 + log(2 pi r2 / (N - p))],
+    sigma^2 = r2 / N (ML) or r2 / (N - p) (REML),  Cov(beta) = sigma^2 A^{-1},
+    conditional modes b_i = T M_i^{-1} T'(Z_i'y_i - Z_i'X_i beta), their covariance sigma^2 T M_i^{-1} T'.
+
+**The random-intercept fast path (q = 1).** With u = theta^2, 1 - n_i u / (1 + n_i u) = 1/(1 + n_i u), so
+A = W_xx + sum_i d_i S_x,i S_x,i' with d_i = 1/(n_i (1 + n_i u)) and W_xx the within-cluster
+cross-products (likewise b and r2). Nothing cancels in this form as theta grows, which keeps the criterion
+exact far beyond theta = 1e4. :func:`blocks_from_stats` supplies the within cross-products, and
+:func:`evaluate` uses this form whenever q = 1 and they are present; the general path gives the same
+numbers (to rounding) at moderate theta.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+
+__all__ = [
+    "LOG_2PI",
+    "THETA_GRID",
+    "THETA_EXTENSION",
+    "Blocks",
+    "Response",
+    "Evaluation",
+    "OptSummary",
+    "blocks_from_stats",
+    "blocks_from_rows",
+    "theta_size",
+    "theta_to_factor",
+    "theta_lower_bounds",
+    "evaluate",
+    "slope_u",
+    "gradient",
+    "conditional_modes",
+    "optimize",
+    "optimize_batch",
+    "minimize_1d",
+]
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+#: The grid that brackets a scalar optimum before the 1-D refinement: 0 and 10^-4 .. 10^4.
+THETA_GRID = np.concatenate([[0.0], np.logspace(-4, 4, 81)])
+#: Where the search continues when the criterion still falls at 10^4 (theta -> infinity is the within
+#: fit; the criterion is smooth in log theta): 10^4 .. 10^16, ten points per decade.
+THETA_EXTENSION = np.logspace(4, 16, 121)[1:]
+
+
+# --------------------------------------------------------------------------------------------------
+# The input
+# --------------------------------------------------------------------------------------------------
+
+
+def _readonly(value):
+    if isinstance(value, np.ndarray):
+        value.setflags(write=False)
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class Blocks:
+    """The X- and Z-side of the kernel's input (nothing here depends on y).
+
+    Attributes
+    ----------
+    ztz : ndarray, shape (J, q, q)
+        Z_i'Z_i per cluster (for a random intercept: n_i).
+    ztx : ndarray, shape (J, q, p)
+        Z_i'X_i per cluster (for a random intercept: the cluster's column sums of X), or of Q = X R^{-1}.
+    xtx : ndarray, shape (p, p)
+        X'X (the identity when the blocks are of Q).
+    n_obs : int
+        N.
+    r_factor : ndarray, shape (p, p)
+        R with X = Q R when the blocks are of Q; the identity for raw blocks.
+    within_xx : ndarray, shape (p, p), optional
+        q = 1 only: the within-cluster cross-products of X (or Q), for the cancellation-free fast path.
+    """
+
+    ztz: np.ndarray
+    ztx: np.ndarray
+    xtx: np.ndarray
+    n_obs: int
+    r_factor: np.ndarray
+    within_xx: np.ndarray | None = None
+
+    @property
+    def n_groups(self) -> int:
+        """J."""
+        return int(self.ztz.shape[0])
+
+    @property
+    def q(self) -> int:
+        """The number of random terms per cluster."""
+        return int(self.ztz.shape[-1])
+
+    @property
+    def n_params(self) -> int:
+        """p, the number of fixed effects."""
+        return int(self.xtx.shape[0])
+
+    @property
+    def n_theta(self) -> int:
+        """The length of theta, q (q + 1) / 2."""
+        return theta_size(self.q)
+
+    def dof(self, reml: bool) -> int:
+        """N - p for REML, N for ML."""
+        return self.n_obs - self.n_params if reml else self.n_obs
+
+    @property
+    def counts(self) -> np.ndarray:
+        """q = 1: the cluster sizes n_i (shape (J,))."""
+        self._need_intercept()
+        return self.ztz[:, 0, 0]
+
+    @property
+    def sum_q(self) -> np.ndarray:
+        """q = 1: the per-cluster column sums of X or Q (shape (J, p))."""
+        self._need_intercept()
+        return self.ztx[:, 0, :]
+
+    @property
+    def r_inv(self) -> np.ndarray:
+        """R^{-1}."""
+        return self._cache("r_inv", lambda: np.linalg.inv(self.r_factor))
+
+    @property
+    def logdet_r(self) -> float:
+        """2 log |det R| (log det X'X - log det Q'Q)."""
+        return self._cache(
+            "logdet_r", lambda: 2.0 * float(np.log(np.abs(np.diag(self.r_factor))).sum())
+        )
+
+    @property
+    def outer_q(self) -> np.ndarray:
+        """q = 1: the flattened outer products S_x,i S_x,i' (shape (J, p * p))."""
+        p = self.n_params
+        s = self.sum_q
+        return self._cache(
+            "outer_q", lambda: (s[:, :, None] * s[:, None, :]).reshape(s.shape[0], p * p)
+        )
+
+    @property
+    def fast(self) -> bool:
+        """Whether :func:`evaluate` takes the random-intercept fast path."""
+        return self.q == 1 and self.within_xx is not None
+
+    def _need_intercept(self):
+        if self.q != 1:
+            raise ValueError("counts and sum_q are defined for a random intercept (q = 1) only.")
+
+    def _cache(self, name, make):
+        store = self.__dict__.setdefault("_cached", {})
+        if name not in store:
+            store[name] = _readonly(make())
+        return store[name]
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    """The y-side of the kernel's input; every field may carry the same leading batch axes.
+
+    Attributes
+    ----------
+    zty : ndarray, shape (..., J, q)
+        Z_i'y_i per cluster (for a random intercept: the cluster sums of y), or of e = y - X beta_ols.
+    xty : ndarray, shape (..., p)
+        X'y (or Q'e, which is 0).
+    yty : ndarray, shape (...)
+        y'y (or e'e).
+    beta_ols : ndarray, shape (..., p)
+        The coefficients subtracted from y (zeros for raw blocks); beta = beta_ols + R^{-1} delta.
+    within_xy, within_yy : ndarray, optional
+        q = 1 only: the within-cluster cross-products of X (or Q) with y (or e), and of y (or e).
+    """
+
+    zty: np.ndarray
+    xty: np.ndarray
+    yty: np.ndarray
+    beta_ols: np.ndarray
+    within_xy: np.ndarray | None = None
+    within_yy: np.ndarray | None = None
+
+    @classmethod
+    def intercept(cls, sum_e, within_qe, within_ee, beta_ols=None, ete=None) -> Response:
+        """A random-intercept response from its cluster sums and within cross-products (any batch axes).
+
+        In the rotated basis Q'e = 0, so ``xty`` is zero; ``ete`` (e'e) is needed by the general path only
+        and defaults to W_ee + sum_i s_i^2 / n_i's stand-in ``nan`` (the fast path never reads it).
+        """
+        sum_e = np.asarray(sum_e, dtype=float)
+        within_qe = np.asarray(within_qe, dtype=float)
+        within_ee = np.asarray(within_ee, dtype=float)
+        p = within_qe.shape[-1]
+        batch = within_qe.shape[:-1]
+        return cls(
+            zty=sum_e[..., None],
+            xty=np.zeros(batch + (p,)),
+            yty=np.full(batch, np.nan) if ete is None else np.asarray(ete, dtype=float),
+            beta_ols=np.zeros(batch + (p,)) if beta_ols is None else np.asarray(beta_ols, float),
+            within_xy=within_qe,
+            within_yy=within_ee,
+        )
+
+    @property
+    def sum_e(self) -> np.ndarray:
+        """q = 1: the cluster sums of y (or e), shape (..., J)."""
+        return self.zty[..., 0]
+
+    @property
+    def within_qe(self) -> np.ndarray:
+        """q = 1: the within cross-products of X (or Q) with y (or e)."""
+        return self.within_xy
+
+    @property
+    def within_ee(self) -> np.ndarray:
+        """q = 1: the within sum of squares of y (or e)."""
+        return self.within_yy
+
+    def take(self, rows) -> Response:
+        """The responses at positions ``rows`` of the (one) leading batch axis."""
+
+        def pick(a):
+            return None if a is None else a[rows]
+
+        return Response(
+            zty=self.zty[rows],
+            xty=self.xty[rows],
+            yty=self.yty[rows],
+            beta_ols=self.beta_ols[rows] if self.beta_ols.ndim > 1 else self.beta_ols,
+            within_xy=pick(self.within_xy),
+            within_yy=pick(self.within_yy),
+        )
+
+
+_FROM_STATS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def blocks_from_stats(stats) -> tuple[Blocks, Response]:
+    """The kernel's input for a random intercept (q = 1) from :class:`helpers.design.SufficientStats`.
+
+    Z_i'Z_i = n_i, Z_i'X_i = the cluster sums of Q's rows, Z_i'y_i = the cluster sums of the OLS
+    residuals, X'X = I (Q'Q), X'y = 0 (Q'e), y'y = e'e, with R and beta_ols to map back, and the within
+    cross-products for the fast path.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> blocks, resp = blocks_from_stats(build_design(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)").stats)
+    >>> blocks.ztz.shape, blocks.ztx.shape, resp.zty.shape, blocks.n_theta
+    ((6, 1, 1), (6, 1, 1), (6, 1), 1)
+
+    The result is cached per statistics object (they are read-only), so repeated calls cost nothing.
+    """
+    try:
+        return _FROM_STATS[stats]
+    except KeyError:
+        made = _FROM_STATS[stats] = _build_from_stats(stats)
+        return made
+    except TypeError:  # not weak-referenceable: no cache
+        return _build_from_stats(stats)
+
+
+def _build_from_stats(stats) -> tuple[Blocks, Response]:
+    p = stats.n_params
+    counts = stats.counts.astype(float)
+    blocks = Blocks(
+        ztz=_readonly(counts[:, None, None]),
+        ztx=_readonly(np.asarray(stats.sum_q, dtype=float)[:, None, :]),
+        xtx=_readonly(np.eye(p)),
+        n_obs=stats.n_obs,
+        r_factor=stats.r_factor,
+        within_xx=np.asarray(stats.within_qq, dtype=float),
+    )
+    blocks._cache("r_inv", lambda: stats.r_inverse)
+    resp = Response(
+        zty=np.asarray(stats.sum_e, dtype=float)[:, None],
+        xty=np.zeros(p),
+        yty=np.asarray(float(stats.ete)),
+        beta_ols=np.asarray(stats.beta_ols, dtype=float),
+        within_xy=np.asarray(stats.within_qe, dtype=float),
+        within_yy=np.asarray(float(stats.within_ee)),
+    )
+    return blocks, resp
+
+
+def blocks_from_rows(X, y, Z, codes, n_groups: int, *, rotate: bool = True):
+    """The kernel's input from rows, for any q: per-cluster Z_i'Z_i, Z_i'X_i, Z_i'y_i and the globals.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, p)
+    y : ndarray, shape (N,)
+    Z : ndarray, shape (N, q)
+        The random-effects columns of each row (a column of ones for a random intercept).
+    codes : ndarray of int, shape (N,)
+        The cluster of each row, 0 .. J - 1.
+    n_groups : int
+    rotate : bool, default True
+        Sum Q = X R^{-1} and the OLS residuals instead of X and y (as :mod:`helpers.design` does), so the
+        sums are well scaled; False gives the raw blocks.
+
+    Returns
+    -------
+    (Blocks, Response)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.column_stack([np.ones(6), rng.normal(size=6)])
+    >>> blocks, resp = blocks_from_rows(X, rng.normal(size=6), X, np.repeat([0, 1, 2], 2), 3)
+    >>> blocks.ztz.shape, blocks.ztx.shape, resp.zty.shape, blocks.n_theta
+    ((3, 2, 2), (3, 2, 2), (3, 2), 3)
+    """
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    Z = np.asarray(Z, dtype=float).reshape(len(y), -1)
+    codes = np.asarray(codes)
+    p, q = X.shape[1], Z.shape[1]
+    if rotate:
+        qmat, r = np.linalg.qr(X, mode="reduced")
+        e = y - qmat @ (qmat.T @ y)
+        e -= qmat @ (qmat.T @ e)
+        beta_ols = np.linalg.solve(r, qmat.T @ (y - e))
+        xmat, ymat = qmat, e
+    else:
+        r, beta_ols, xmat, ymat = np.eye(p), np.zeros(p), X, y
+    ztz = np.zeros((n_groups, q, q))
+    ztx = np.zeros((n_groups, q, p))
+    zty = np.zeros((n_groups, q))
+    np.add.at(ztz, codes, Z[:, :, None] * Z[:, None, :])
+    np.add.at(ztx, codes, Z[:, :, None] * xmat[:, None, :])
+    np.add.at(zty, codes, Z * ymat[:, None])
+    blocks = Blocks(ztz=ztz, ztx=ztx, xtx=xmat.T @ xmat, n_obs=len(y), r_factor=r)
+    resp = Response(
+        zty=zty, xty=xmat.T @ ymat, yty=np.asarray(float(ymat @ ymat)), beta_ols=beta_ols
+    )
+    return blocks, resp
+
+
+# --------------------------------------------------------------------------------------------------
+# theta and T
+# --------------------------------------------------------------------------------------------------
+
+
+def theta_size(q: int) -> int:
+    """The length of theta for q random terms: q (q + 1) / 2."""
+    return q * (q + 1) // 2
+
+
+def _lower_index(q: int):
+    # the lower triangle column by column, as lme4 lists theta
+    rows, cols = [], []
+    for j in range(q):
+        for i in range(j, q):
+            rows.append(i)
+            cols.append(j)
+    return np.array(rows), np.array(cols)
+
+
+def theta_to_factor(theta, q: int) -> np.ndarray:
+    """T (..., q, q), lower triangular, from theta (..., q (q + 1) / 2) in lme4's order.
+
+    Examples
+    --------
+    >>> theta_to_factor([0.9, 0.1, 0.2], 2).tolist()
+    [[0.9, 0.0], [0.1, 0.2]]
+    """
+    theta = np.asarray(theta, dtype=float)
+    if theta.shape[-1] != theta_size(q):
+        raise ValueError(
+            f"theta needs {theta_size(q)} elements for q = {q}, got {theta.shape[-1]}."
+        )
+    rows, cols = _lower_index(q)
+    out = np.zeros(theta.shape[:-1] + (q, q))
+    out[..., rows, cols] = theta
+    return out
+
+
+def theta_lower_bounds(q: int) -> np.ndarray:
+    """0 for the diagonal elements of T, -inf for the others (lme4's ``lower``)."""
+    rows, cols = _lower_index(q)
+    return np.where(rows == cols, 0.0, -np.inf)
+
+
+# --------------------------------------------------------------------------------------------------
+# The evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Everything that follows from a batch of theta values (leading axes: the broadcast batch).
+
+    Attributes
+    ----------
+    theta : ndarray, shape (..., n_theta)
+    reml : bool
+    criterion : ndarray, shape (...)
+        The REML criterion or ML deviance (lme4's scale); inf where it is not defined.
+    r2 : ndarray, shape (...)
+        The penalised residual sum of squares.
+    delta : ndarray, shape (..., p)
+        beta - beta_ols in the blocks' basis (beta itself for raw blocks).
+    a_inv : ndarray, shape (..., p, p)
+        A^{-1} in the blocks' basis.
+    sigma2 : ndarray, shape (...)
+        r2 / (N - p) (REML) or r2 / N (ML).
+    logdet_a : ndarray, shape (...) or None
+        log det A in X's basis (None when not asked for).
+    logdet_l : ndarray, shape (...)
+        sum_i log det M_i (sum_i log(1 + n_i theta^2) for a random intercept).
+    r_inv, beta_ols : ndarray
+        From the input, to map ``delta`` back: ``beta`` (..., p) and ``cov_beta`` (..., p, p) are
+        computed on first use.
+    """
+
+    theta: np.ndarray
+    reml: bool
+    criterion: np.ndarray
+    r2: np.ndarray
+    delta: np.ndarray
+    a_inv: np.ndarray
+    sigma2: np.ndarray
+    logdet_a: np.ndarray | None
+    logdet_l: np.ndarray
+    r_inv: np.ndarray
+    beta_ols: np.ndarray
+
+    @property
+    def logdet_v(self) -> np.ndarray:
+        """Alias of ``logdet_l`` (log det V / sigma^2)."""
+        return self.logdet_l
+
+    @functools.cached_property
+    def beta(self) -> np.ndarray:
+        """The GLS fixed effects, shape (..., p)."""
+        return self.beta_ols + self.delta @ self.r_inv.T
+
+    @functools.cached_property
+    def cov_beta(self) -> np.ndarray:
+        """sigma^2 R^{-1} A^{-1} R^{-T}, lme4's ``vcov``, shape (..., p, p)."""
+        r_inv = self.r_inv
+        cov = self.sigma2[..., None, None] * (r_inv @ self.a_inv @ r_inv.T)
+        return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+def _chol_batch(a: np.ndarray) -> np.ndarray:
+    """Batched lower Cholesky factors; an item that is not positive definite gets NaN (not an error)."""
+    try:
+        return np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        flat = a.reshape((-1,) + a.shape[-2:])
+        out = np.full(flat.shape, np.nan)
+        for k, item in enumerate(flat):
+            try:
+                out[k] = np.linalg.cholesky(item)
+            except np.linalg.LinAlgError:
+                pass
+        return out.reshape(a.shape)
+
+
+def _solve_a(a: np.ndarray, b: np.ndarray):
+    """For a batch of positive definite A: A^{-1}, delta = A^{-1} b, b' delta and log det A.
+
+    b' delta is formed as |L^{-1} b|^2 (A = L L'), a sum of squares, which keeps r2 = r2_0 - b' delta
+    accurate when A is ill-conditioned (theta far beyond 1e4). Items where A is not positive definite
+    get NaN, not an error.
+    """
+    chol = _chol_batch(a)
+    diag = np.diagonal(chol, axis1=-2, axis2=-1)
+    good = np.isfinite(chol).all(axis=(-2, -1)) & (diag > 0).all(axis=-1)
+    eye = np.eye(a.shape[-1])
+    chol = np.where(good[..., None, None], chol, eye)
+    half = np.linalg.solve(chol, b[..., None])  # broadcasts A's batch axes against b's
+    delta = np.linalg.solve(np.swapaxes(chol, -1, -2), half)[..., 0]
+    chol_inv = np.linalg.inv(chol)
+    a_inv = np.swapaxes(chol_inv, -1, -2) @ chol_inv
+    nan = np.where(good, 0.0, np.nan)
+    fitted = np.sum(half[..., 0] ** 2, axis=-1) + nan
+    logdet = 2.0 * np.sum(np.log(np.where(good[..., None], diag, 1.0)), axis=-1) + nan
+    return a_inv + nan[..., None, None], delta + nan[..., None], fitted, logdet
+
+
+def _check_theta(theta, n_theta: int) -> np.ndarray:
+    theta = np.asarray(theta, dtype=float)
+    if theta.ndim == 0 or theta.shape[-1] != n_theta:
+        raise ValueError(
+            f"theta must have a last axis of length {n_theta}, got shape {theta.shape}."
+        )
+    if not np.isfinite(theta).all():
+        raise ValueError(f"theta must be finite, got {theta[~np.isfinite(theta)][0]!r}.")
+    return theta
+
+
+def _parts_intercept(blocks: Blocks, resp: Response, theta: np.ndarray):
+    """q = 1 fast path: A, b, r2 before the fixed effects are removed, and sum_i log(1 + n_i u)."""
+    u = (theta[..., 0] * theta[..., 0])[..., None]
+    n = blocks.counts
+    p = blocks.n_params
+    d = 1.0 / (n * (1.0 + n * u))  # 1/n_i - c_i, in a form where nothing cancels as u grows
+    s = resp.sum_e
+    a = blocks.within_xx + (d @ blocks.outer_q).reshape(d.shape[:-1] + (p, p))
+    b = resp.within_xy + (d * s) @ blocks.sum_q
+    r2_0 = resp.within_yy + np.sum(d * s * s, axis=-1)
+    logdet_l = np.sum(np.log1p(n * u), axis=-1)
+    return a, b, r2_0, logdet_l
+
+
+def _parts_general(blocks: Blocks, resp: Response, theta: np.ndarray):
+    """Any q: A, b, r2 before the fixed effects are removed, and sum_i log det M_i."""
+    q = blocks.q
+    t = theta_to_factor(theta, q)[..., None, :, :]  # (..., 1, q, q)
+    tt = np.swapaxes(t, -1, -2)
+    m = tt @ blocks.ztz @ t + np.eye(q)  # (..., J, q, q)
+    chol = np.linalg.cholesky(m)  # M >= I, always positive definite
+    p_mat = np.linalg.solve(chol, tt @ blocks.ztx)  # (..., J, q, p)
+    c_vec = np.linalg.solve(chol, (tt @ resp.zty[..., None]))[..., 0]  # (..., J, q)
+    a = blocks.xtx - np.einsum("...jka,...jkb->...ab", p_mat, p_mat)
+    b = resp.xty - np.einsum("...jka,...jk->...a", p_mat, c_vec)
+    r2_0 = resp.yty - np.sum(c_vec * c_vec, axis=(-2, -1))
+    logdet_l = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=(-2, -1))
+    return a, b, r2_0, logdet_l
+
+
+def evaluate(
+    blocks: Blocks, resp: Response, theta, reml: bool = True, *, logdet: bool = True
+) -> Evaluation:
+    """The profiled criterion, beta, sigma^2 and Cov(beta) at a batch of theta values.
+
+    Parameters
+    ----------
+    blocks : Blocks
+    resp : Response
+    theta : array_like, shape (..., n_theta)
+        Its leading axes broadcast against the response's batch axes.
+    reml : bool, default True
+    logdet : bool, default True
+        Compute log det A (needed for the REML criterion; an ML-only or slope-only caller may skip it).
+
+    Returns
+    -------
+    Evaluation
+
+    Examples
+    --------
+    Dyestuff's REML criterion at theta = 0 and 1, in one call (lme4: 326.023232155879, 319.792389042002):
+
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> blocks, resp = blocks_from_stats(build_design(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)").stats)
+    >>> evaluate(blocks, resp, [[0.0], [1.0]]).criterion.round(9).tolist()
+    [326.023232156, 319.792389042]
+    """
+    theta = _check_theta(theta, blocks.n_theta)
+    if blocks.fast and resp.within_xy is not None:
+        a, b, r2_0, logdet_l = _parts_intercept(blocks, resp, theta)
+    else:
+        a, b, r2_0, logdet_l = _parts_general(blocks, resp, theta)
+    a_inv, delta, fitted, logdet_a_q = _solve_a(a, b)
+    r2 = r2_0 - fitted
+    dof = blocks.dof(reml)
+    logdet_a = logdet_a_q + blocks.logdet_r if (logdet or reml) else None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = logdet_l + dof * (1.0 + LOG_2PI + np.log(np.where(r2 > 0, r2, np.nan) / dof))
+        if reml:
+            value = value + logdet_a
+    value = np.where(np.isfinite(value), value, np.inf)
+    return Evaluation(
+        theta=theta,
+        reml=reml,
+        criterion=value,
+        r2=r2,
+        delta=delta,
+        a_inv=a_inv,
+        sigma2=r2 / dof,
+        logdet_a=logdet_a,
+        logdet_l=logdet_l,
+        r_inv=blocks.r_inv,
+        beta_ols=resp.beta_ols,
+    )
+
+
+def slope_u(blocks: Blocks, resp: Response, theta, reml: bool = True) -> np.ndarray:
+    r"""q = 1: the derivative of the criterion with respect to u = theta^2, in closed form.
+
+    With c_i' = 1/(1 + n_i u)^2 and rho_i the cluster sums of the GLS residuals, the envelope theorem gives
+
+        d REML / du     = sum_i n_i/(1 + n_i u) - sum_i c_i' S_x,i' A^{-1} S_x,i - (N - p) sum_i c_i' rho_i^2 / r2
+        d deviance / du = sum_i n_i/(1 + n_i u) - N sum_i c_i' rho_i^2 / r2.
+
+    Parameters
+    ----------
+    theta : array_like, shape (..., 1)
+
+    Returns
+    -------
+    ndarray, shape (...)
+    """
+    ev = evaluate(blocks, resp, theta, reml, logdet=False)
+    u = (ev.theta[..., 0] ** 2)[..., None]
+    n = blocks.counts
+    dc = 1.0 / (1.0 + n * u) ** 2
+    rho = resp.sum_e - ev.delta @ blocks.sum_q.T
+    slope = np.sum(n / (1.0 + n * u), axis=-1)
+    slope = slope - blocks.dof(reml) * np.sum(dc * rho * rho, axis=-1) / ev.r2
+    if reml:
+        p = blocks.n_params
+        leverage = ev.a_inv.reshape(ev.a_inv.shape[:-2] + (p * p,)) @ blocks.outer_q.T
+        slope = slope - np.sum(dc * leverage, axis=-1)
+    return slope
+
+
+def gradient(blocks: Blocks, resp: Response, theta, reml: bool = True) -> np.ndarray:
+    """The gradient of the criterion with respect to theta, shape (..., n_theta).
+
+    For q = 1 it is analytic (2 theta times :func:`slope_u`, so 0 at theta = 0). Otherwise it is a central
+    difference, all 2 n_theta points in one batched evaluation (one-sided at a lower bound of 0).
+    """
+    theta = _check_theta(theta, blocks.n_theta)
+    if blocks.q == 1:
+        return 2.0 * theta * slope_u(blocks, resp, theta, reml)[..., None]
+    k = blocks.n_theta
+    step = 1e-6 * np.maximum(np.abs(theta), 1e-2)  # (..., k)
+    eye = np.eye(k)
+    lower = theta_lower_bounds(blocks.q)
+    up = theta[..., None, :] + step[..., :, None] * eye
+    down = theta[..., None, :] - step[..., :, None] * eye
+    one_sided = (theta - step) < lower  # only where a diagonal element sits near 0
+    down = np.where(one_sided[..., :, None] * eye > 0, theta[..., None, :], down)
+    values = evaluate(blocks, resp, np.stack([up, down], axis=-3), reml).criterion
+    f_up, f_down = values[..., 0, :], values[..., 1, :]
+    return (f_up - f_down) / np.where(one_sided, step, 2.0 * step)
+
+
+def conditional_modes(blocks: Blocks, resp: Response, theta, delta, sigma2):
+    """The conditional modes b_i and their conditional covariances (lme4's ``ranef`` and ``condVar``).
+
+    Parameters
+    ----------
+    theta : array_like, shape (n_theta,)
+    delta : ndarray, shape (p,)
+        From :class:`Evaluation`.
+    sigma2 : float
+
+    Returns
+    -------
+    modes : ndarray, shape (J, q)
+    cond_cov : ndarray, shape (J, q, q)
+        sigma^2 T M_i^{-1} T' (for a random intercept: sigma^2 theta^2 / (1 + n_i theta^2)).
+    """
+    theta = _check_theta(theta, blocks.n_theta)
+    rho = resp.zty - blocks.ztx @ np.asarray(delta, dtype=float)  # (J, q)
+    if blocks.q == 1:
+        u = float(theta[0]) ** 2
+        n = blocks.counts
+        c = u / (1.0 + n * u)
+        return (c * rho[:, 0])[:, None], (sigma2 * c)[:, None, None]
+    t = theta_to_factor(theta, blocks.q)
+    m = t.T @ blocks.ztz @ t + np.eye(blocks.q)
+    m_inv = np.linalg.inv(m)
+    modes = (t @ m_inv @ (t.T @ rho[..., None]))[..., 0]
+    return modes, sigma2 * (t @ m_inv @ t.T)
+
+
+# --------------------------------------------------------------------------------------------------
+# The optimiser
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptSummary:
+    """A record of one optimisation, after MixedModels.jl's ``OptSummary``.
+
+    Attributes
+    ----------
+    initial : tuple of float
+        The starting theta (for a scalar theta: the best point of the bracketing grid).
+    final : tuple of float
+        The estimate.
+    n_evaluations : int
+        Evaluations of the criterion or its slope (a vectorised grid counts each of its points).
+    criterion : float
+        The criterion at ``final``.
+    gradient_norm : float
+        The largest absolute component of the gradient in theta at ``final``, over the components that
+        are free (a component held at its bound 0 with a rising criterion does not count). For a scalar
+        theta at 0 the slope in theta^2 decided the boundary; it is ``boundary_slope``.
+    at_bound : bool
+        Whether some diagonal element of T is exactly 0 (a singular fit).
+    elapsed : float
+        Seconds spent.
+    method : str
+    converged : bool
+    boundary_slope : float or None
+        Scalar theta only: the slope of the criterion in theta^2 at 0 (>= 0 on a boundary fit).
+    """
+
+    initial: tuple
+    final: tuple
+    n_evaluations: int
+    criterion: float
+    gradient_norm: float
+    at_bound: bool
+    elapsed: float
+    method: str
+    converged: bool
+    boundary_slope: float | None = None
+
+
+def _golden(fun, lo: np.ndarray, hi: np.ndarray, iterations: int = 80) -> np.ndarray:
+    """Vectorised golden-section minimisation of ``fun`` on [lo, hi], one interval per item."""
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    f1, f2 = fun(x1), fun(x2)
+    for _ in range(iterations):
+        left = f1 <= f2
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+        new_x1 = np.where(left, hi - ratio * (hi - lo), x2)
+        new_x2 = np.where(left, x1, lo + ratio * (hi - lo))
+        f_new = fun(np.where(left, new_x1, new_x2))
+        f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
+        x1, x2 = new_x1, new_x2
+    return np.where(f1 <= f2, x1, x2)
+
+
+def _root_bracketed(fun, a: np.ndarray, b: np.ndarray, fa: np.ndarray, fb: np.ndarray):
+    """Vectorised root of ``fun`` in [a, b] with fa < 0 < fb: Illinois steps, bisection as a safeguard.
+
+    Stops for each item when the bracket is within 4 machine epsilons of its upper end (or the slope is
+    exactly 0). Returns the roots and the number of evaluations each item took.
+    """
+    tol = 4.0 * np.finfo(float).eps
+    a, b, fa, fb = (np.array(v, dtype=float) for v in (a, b, fa, fb))
+    evals = np.zeros(a.shape, dtype=np.int64)
+    side = np.zeros(a.shape, dtype=np.int64)  # which end was kept last: -1 a, +1 b
+    width = b - a
+    exact = np.full(a.shape, np.nan)
+    for it in range(200):
+        active = ((b - a) > tol * b) & np.isnan(exact)
+        if not active.any():
+            break
+        idx = np.flatnonzero(active)
+        aa, bb, ffa, ffb = a[idx], b[idx], fa[idx], fb[idx]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = bb - ffb * (bb - aa) / (ffb - ffa)
+        halve = (it % 3 == 2) & ((bb - aa) > 0.5 * width[idx])  # too slow: bisect
+        x = np.where(~np.isfinite(x) | halve, 0.5 * (aa + bb), x)
+        # as Brent's method does: step at least a tolerance away from either end, so that once the
+        # estimate is next to the root the following evaluation lands on the root's other side
+        nudge = 0.5 * tol * bb
+        x = np.minimum(np.maximum(x, aa + nudge), bb - nudge)
+        if it % 3 == 2:
+            width[idx] = bb - aa
+        fx = fun(x, idx)
+        evals[idx] += 1
+        zero = fx == 0
+        exact[idx[zero]] = x[zero]
+        neg = fx < 0
+        # Illinois: halve the value at the end that stays twice in a row
+        keep_b = neg & (side[idx] == 1)
+        keep_a = ~neg & (side[idx] == -1)
+        fb[idx[keep_b]] *= 0.5
+        fa[idx[keep_a]] *= 0.5
+        a[idx[neg]], fa[idx[neg]] = x[neg], fx[neg]
+        b[idx[~neg]], fb[idx[~neg]] = x[~neg], fx[~neg]
+        side[idx] = np.where(neg, 1, -1)
+    root = np.where(np.isnan(exact), 0.5 * (a + b), exact)
+    return root, evals
+
+
+#: A response counts as having no within-cluster variation left once the fixed effects are fitted when
+#: the within fit's residual sum of squares is below this fraction of the within sum of squares (the
+#: rounding error of that difference is a few machine epsilons of it).
+WITHIN_TOL = 1e-12
+
+
+def within_fit_rss(blocks: Blocks, resp: Response) -> np.ndarray:
+    """q = 1: the residual sum of squares of the within (cluster-dummy) fit, the theta -> infinity limit.
+
+    Returns an array over the response's batch axes; 0 where the within fit is exact to rounding (then
+    the criterion falls without bound as theta grows, and no finite theta is a minimum).
+    """
+    values, vectors = np.linalg.eigh(blocks.within_xx)
+    top = values.max()
+    keep = values > top * blocks.n_params * 1e-12 if top > 0 else values > 0
+    proj = resp.within_xy @ vectors[:, keep]
+    rss = resp.within_yy - np.sum(proj * proj / values[keep], axis=-1)
+    return np.where(rss > WITHIN_TOL * resp.within_yy, rss, 0.0)
+
+
+def _theta_grid_values(blocks, resp, reml, m):
+    """The criterion on THETA_GRID for m responses, extended past 10^4 where it still falls there."""
+    grid = THETA_GRID
+    values = evaluate(blocks, resp, grid[:, None, None], reml).criterion  # (K, m)
+    values = np.broadcast_to(values, (len(grid), m))
+    k = np.argmin(values, axis=0)
+    evals = np.full(m, len(grid), dtype=np.int64)
+    edge = np.flatnonzero(k == len(grid) - 1)
+    if edge.size and blocks.fast:
+        # with no within-cluster variation the criterion falls for ever: no extension (not converged)
+        rss = np.broadcast_to(within_fit_rss(blocks, resp), (m,))
+        edge = edge[rss[edge] > 0]
+    grids = {}
+    if edge.size:
+        sub = resp.take(edge) if resp.sum_e.ndim > 1 else resp
+        ext = np.concatenate([grid[-1:], THETA_EXTENSION])
+        more = evaluate(blocks, sub, ext[:, None, None], reml).criterion
+        more = np.broadcast_to(more, (len(ext), edge.size))
+        evals[edge] += len(ext) - 1
+        grids["ext"] = (edge, ext, more)
+    return grid, values, k, evals, grids
+
+
+def optimize_batch(blocks: Blocks, resp: Response, reml: bool = True):
+    """Minimise the profiled criterion over a scalar theta >= 0 for a batch of responses at once.
+
+    The steps, for every response in the batch together:
+
+    1. the criterion on the grid 0, 10^-4 .. 10^4 (one vectorised evaluation) brackets the minimum; where
+       it still falls at 10^4 the grid continues to 10^16 (the limit theta -> infinity is the within fit,
+       approached smoothly in log theta);
+    2. theta = 0 is the estimate, exactly, when the minimum is at the grid's first points and the slope of
+       the criterion in u = theta^2 at 0 is not negative (a boundary, or singular, fit);
+    3. otherwise the root of the closed-form slope between the two grid neighbours of the minimum is found
+       to 4 machine epsilons (Illinois steps with bisection as a safeguard), which keeps full precision
+       where the criterion itself is flat; where the slope shows no sign change, a golden-section search
+       on the values stands in;
+    4. theta = 0 still wins if its criterion is no higher.
+
+    Parameters
+    ----------
+    blocks : Blocks
+        With q = 1.
+    resp : Response
+        With no batch axis (one fit) or one (m responses).
+    reml : bool, default True
+
+    Returns
+    -------
+    theta : ndarray, shape (m,)
+    converged : ndarray of bool, shape (m,)
+        False where the criterion still falls at 10^16 (no within-cluster variation to speak of).
+        Also False, with theta = 10^4, where the within-cluster fit is exact (:func:`within_fit_rss`):
+        the criterion then falls without bound and no finite theta is a minimum.
+    n_evaluations : ndarray of int, shape (m,)
+    initial : ndarray, shape (m,)
+        The best grid point, where the refinement started.
+    """
+    if blocks.q != 1:
+        raise ValueError("optimize_batch handles a scalar theta (q = 1); use optimize for q > 1.")
+    batched = resp.sum_e.ndim > 1
+    m = resp.sum_e.shape[0] if batched else 1
+
+    def sub(rows):
+        return resp.take(rows) if batched else resp
+
+    grid, values, k, evals, grids = _theta_grid_values(blocks, resp, reml, m)
+    lo = grid[np.maximum(k - 1, 0)]
+    hi = grid[np.minimum(k + 1, len(grid) - 1)]
+    converged = k < len(grid) - 1
+    if "ext" in grids:
+        edge, ext, more = grids["ext"]
+        j = np.argmin(more, axis=0)
+        lo[edge] = ext[np.maximum(j - 1, 0)]
+        hi[edge] = ext[np.minimum(j + 1, len(ext) - 1)]
+        converged[edge] = j < len(ext) - 1
+    initial = grid[k].astype(float)
+    if "ext" in grids:
+        initial[edge] = ext[j]
+    theta = np.where(converged, np.nan, hi)
+    near_zero = np.flatnonzero(converged & (k <= 1))
+    if near_zero.size:
+        slope0 = slope_u(blocks, sub(near_zero), np.zeros((near_zero.size, 1)), reml)
+        slope0 = np.broadcast_to(slope0, (near_zero.size,))
+        evals[near_zero] += 1
+        theta[near_zero[slope0 >= 0]] = 0.0
+    todo = np.flatnonzero(np.isnan(theta))
+    if todo.size:
+        part = sub(todo)
+        a, b = lo[todo], hi[todo]
+
+        def slope_at(t):
+            return np.broadcast_to(slope_u(blocks, part, t[:, None], reml), t.shape)
+
+        slope_a, slope_b = slope_at(a), slope_at(b)
+        evals[todo] += 2
+        sign_change = (slope_a < 0) & (slope_b > 0)
+        found = np.empty(todo.size)
+        if sign_change.any():
+            rows = np.flatnonzero(sign_change)
+            sub_part = part.take(rows) if batched else part
+
+            def fun(t, idx):
+                r = sub_part.take(idx) if batched else sub_part
+                return np.broadcast_to(slope_u(blocks, r, t[:, None], reml), t.shape)
+
+            found[rows], n_root = _root_bracketed(
+                fun, a[rows], b[rows], slope_a[rows], slope_b[rows]
+            )
+            evals[todo[rows]] += n_root
+        if not sign_change.all():
+            rows = np.flatnonzero(~sign_change)
+            flat = part.take(rows) if batched else part
+
+            def crit(t):
+                out = evaluate(blocks, flat, t[:, None], reml).criterion
+                return np.broadcast_to(out, t.shape)
+
+            found[rows] = _golden(crit, a[rows], b[rows])
+            evals[todo[rows]] += 82
+        ends = np.stack([np.zeros(todo.size), found])[..., None]  # (2, n, 1)
+        at = np.broadcast_to(evaluate(blocks, part, ends, reml).criterion, (2, todo.size))
+        evals[todo] += 2
+        theta[todo] = np.where(at[0] <= at[1], 0.0, found)
+    return theta, converged, evals, initial
+
+
+def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None):
+    """Bounded quasi-Newton (L-BFGS-B) on a vector theta, then a derivative-free polish (Powell)."""
+    q = blocks.q
+    lower = theta_lower_bounds(q)
+    rows, cols = _lower_index(q)
+    x0 = np.where(rows == cols, 1.0, 0.0) if start is None else np.asarray(start, dtype=float)
+    count = [0]
+
+    def fun(x):
+        count[0] += 1
+        return float(evaluate(blocks, resp, x, reml).criterion)
+
+    def fun_grad(x):
+        count[0] += 1 + 2 * len(x)
+        value = float(evaluate(blocks, resp, x, reml).criterion)
+        return value, gradient(blocks, resp, x, reml)
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    first = scipy.optimize.minimize(
+        fun_grad,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000},
+    )
+    polish = scipy.optimize.minimize(
+        fun,
+        first.x,
+        method="Powell",
+        bounds=bounds,
+        options={"xtol": 1e-10, "ftol": 1e-15, "maxiter": 20000},
+    )
+    best = polish if polish.fun <= first.fun else first
+    x = np.asarray(best.x, dtype=float)
+    # a diagonal element within rounding of its bound is put on it, if that is no worse
+    snapped = np.where((rows == cols) & (np.abs(x) < 1e-10), 0.0, x)
+    if fun(snapped) <= fun(x):
+        x = snapped
+    return x0, x, count[0], bool(first.success or polish.success), "L-BFGS-B + Powell"
+
+
+def optimize(blocks: Blocks, resp: Response, reml: bool = True, *, start=None):
+    """Minimise the profiled criterion over theta (diagonal of T >= 0); the one optimiser of the package.
+
+    A scalar theta (q = 1) goes through :func:`optimize_batch` (grid, then the root of the analytic slope;
+    exactly 0 on a boundary fit). A vector theta goes through L-BFGS-B with batched central-difference
+    gradients from lme4's starting point (T = I), polished by Powell's method within the bounds.
+
+    Parameters
+    ----------
+    blocks : Blocks
+    resp : Response
+        One response (no batch axis).
+    reml : bool, default True
+    start : array_like, optional
+        Vector theta only: the starting point (default T = I, as lme4).
+
+    Returns
+    -------
+    theta : ndarray, shape (n_theta,)
+    summary : OptSummary
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> stats = build_design(load_dataset("dyestuff2"), "Yield ~ 1 + (1 | Batch)").stats
+    >>> theta, summary = optimize(*blocks_from_stats(stats))
+    >>> theta.tolist(), summary.at_bound, summary.converged
+    ([0.0], True, True)
+    """
+    started = time.perf_counter()
+    rows, cols = _lower_index(blocks.q)
+    boundary_slope = None
+    if blocks.q == 1:
+        theta, converged, evals, start_at = optimize_batch(blocks, resp, reml)
+        initial = (float(start_at[0]),)
+        x = np.array([float(theta[0])])
+        n_evals, converged, method = int(evals[0]), bool(converged[0]), "grid + slope root"
+        if x[0] == 0.0:
+            boundary_slope = float(slope_u(blocks, resp, x, reml))
+    else:
+        x0, x, n_evals, converged, method = _optimize_vector(blocks, resp, reml, start)
+        initial = tuple(float(v) for v in x0)
+    ev = evaluate(blocks, resp, x, reml)
+    grad = gradient(blocks, resp, x, reml)
+    free = ~((rows == cols) & (x == 0.0) & (grad >= 0))
+    summary = OptSummary(
+        initial=initial,
+        final=tuple(float(v) for v in x),
+        n_evaluations=n_evals,
+        criterion=float(ev.criterion),
+        gradient_norm=float(np.max(np.abs(grad[free]), initial=0.0)),
+        at_bound=bool(np.any(x[rows == cols] == 0.0)),
+        elapsed=time.perf_counter() - started,
+        method=method,
+        converged=converged,
+        boundary_slope=boundary_slope,
+    )
+    return x, summary
+
+
+def minimize_1d(fun, grid=THETA_GRID) -> tuple[float, float]:
+    """Minimise any function of a scalar theta >= 0 (e.g. a profiled deviance): grid, then Brent.
+
+    ``fun`` takes an array of thetas. A grid that starts at 0 allows the boundary, compared by value. When
+    the minimum is at the grid's upper end, the search continues over ``THETA_EXTENSION``.
+
+    Returns
+    -------
+    (theta, value)
+    """
+    grid = np.asarray(grid, dtype=float)
+    values = np.asarray(fun(grid), dtype=float)
+    k = int(np.argmin(values))
+    if k == len(grid) - 1 and grid[-1] < THETA_EXTENSION[-1]:
+        grid = np.concatenate([grid, THETA_EXTENSION[THETA_EXTENSION > grid[-1]]])
+        values = np.concatenate([values, np.asarray(fun(grid[k + 1 :]), dtype=float)])
+        k = int(np.argmin(values))
+    if k == len(grid) - 1:
+        return float(grid[-1]), float(values[-1])
+    lower, upper = float(grid[max(k - 1, 0)]), float(grid[k + 1])
+    result = scipy.optimize.minimize_scalar(
+        lambda t: float(fun(np.array([t]))[0]),
+        bounds=(lower, upper),
+        method="bounded",
+        options={"xatol": 1e-13 * upper, "maxiter": 500},
+    )
+    best_x, best = float(result.x), float(result.fun)
+    if values[k] < best:
+        best_x, best = float(grid[k]), float(values[k])
+    if grid[0] == 0.0 and values[0] <= best:
+        best_x, best = 0.0, float(values[0])
+    return best_x, best
