@@ -106,16 +106,39 @@ def _solve_psd(matrix: np.ndarray, rhs: np.ndarray, scale: np.ndarray):
     return solution, identified
 
 
-def _solve_lstsq(design: np.ndarray, rhs: np.ndarray):
-    """Minimum-norm least squares of rhs on design, and which coefficients are estimable."""
-    norms = np.linalg.norm(design, axis=0)
-    norms = np.where(norms > 0, norms, 1.0)
-    u, s, vt = np.linalg.svd(design / norms, full_matrices=False)
-    keep = s > _RANK_TOL**0.5 * s.max() if s.size and s.max() > 0 else np.zeros_like(s, dtype=bool)
+def _solve_lstsq(design: np.ndarray, rhs: np.ndarray, scale: np.ndarray):
+    """Minimum-norm least squares of rhs on design, and which coefficients are estimable.
+
+    Rank decisions are made after dividing each column by ``scale``, the size an informative column
+    would have (for cluster means: the column's root mean square in X times the root of the summed
+    weights), not by the column's own norm: a column of cluster means that are all rounding noise
+    (a predictor centred within clusters, means ~1e-16 of its scale) is then recognised as empty rather
+    than blown up to 1e15.
+    """
+    scaled = design / scale
+    u, s, vt = np.linalg.svd(scaled, full_matrices=False)
+    top = max(float(s.max()), 1.0) if s.size else 1.0
+    keep = s > _RANK_TOL**0.5 * top
     v = vt[keep].T
-    coef = (v @ ((u[:, keep].T @ rhs) / s[keep])) / norms
+    coef = (v @ ((u[:, keep].T @ rhs) / s[keep])) / scale
     identified = np.einsum("jk,jk->j", v, v) > 1.0 - 1e-6
-    return coef, identified
+    empty = np.linalg.norm(scaled, axis=0) <= _RANK_TOL**0.5 * top
+    return coef, identified, empty
+
+
+def _between_reasons(names, identified, empty) -> dict:
+    """Why each coefficient the between regression cannot estimate is NaN."""
+    reasons = {}
+    for name, ok, zero in zip(names, identified, empty, strict=True):
+        if ok:
+            continue
+        reasons[name] = (
+            "its cluster means are zero up to rounding (the column is centred within clusters), so the "
+            "cluster means carry no information about it"
+            if zero
+            else "its cluster means are a linear combination of the other terms' cluster means"
+        )
+    return reasons
 
 
 def _column_scale(stats: SufficientStats) -> np.ndarray:
@@ -164,9 +187,11 @@ def within_estimator(stats: SufficientStats, term_names=None) -> pd.Series:
 
 def _between_full(stats: SufficientStats, weights=None):
     xbar, ebar = _cluster_means(stats)
-    sqrt_w = np.ones(len(ebar)) if weights is None else np.sqrt(np.asarray(weights, dtype=float))
-    delta, identified = _solve_lstsq(xbar * sqrt_w[:, None], ebar * sqrt_w)
-    return stats.beta_ols + delta, identified
+    w = np.ones(len(ebar)) if weights is None else np.asarray(weights, dtype=float)
+    sqrt_w = np.sqrt(w)
+    scale = _column_scale(stats) / np.sqrt(stats.n_obs) * np.sqrt(w.sum())
+    delta, identified, empty = _solve_lstsq(xbar * sqrt_w[:, None], ebar * sqrt_w, scale)
+    return stats.beta_ols + delta, identified, empty
 
 
 def between_estimator(stats: SufficientStats, term_names=None, weights=None) -> pd.Series:
@@ -174,7 +199,9 @@ def between_estimator(stats: SufficientStats, term_names=None, weights=None) -> 
 
     Each cluster is one row (unweighted unless ``weights`` is given), whatever its size. Coefficients that
     the cluster means cannot separate (for example a covariate whose mean is the same in every cluster,
-    as in a balanced design) are returned as NaN.
+    as in a balanced design, or one centred within clusters, whose means are rounding noise) are returned
+    as NaN, and ``attrs["not_identified"]`` maps each such term to the reason. Rank decisions are made
+    relative to each column's own scale in X, so they do not depend on units.
 
     Parameters
     ----------
@@ -200,10 +227,11 @@ def between_estimator(stats: SufficientStats, term_names=None, weights=None) -> 
     >>> bool(np.isclose(between_estimator(d.stats, d.term_names)["Intercept"], means.mean()))
     True
     """
-    beta, identified = _between_full(stats, weights)
-    return pd.Series(
-        np.where(identified, beta, np.nan), index=_names(stats, term_names), name="between"
-    )
+    beta, identified, empty = _between_full(stats, weights)
+    names = _names(stats, term_names)
+    out = pd.Series(np.where(identified, beta, np.nan), index=names, name="between")
+    out.attrs["not_identified"] = _between_reasons(names, identified, empty)
+    return out
 
 
 def large_theta_limit(stats: SufficientStats, term_names=None) -> pd.Series:
@@ -243,7 +271,8 @@ def large_theta_limit(stats: SufficientStats, term_names=None) -> pd.Series:
     if rest.any():
         # y-bar_i = xbar_i' beta_ols + ebar_i; move the within-identified part to the left-hand side
         target = ebar - xbar[:, within_ok] @ (beta_w[within_ok] - stats.beta_ols[within_ok])
-        delta, ok = _solve_lstsq(xbar[:, rest], target)
+        scale = _column_scale(stats)[rest] / np.sqrt(stats.n_obs) * np.sqrt(len(ebar))
+        delta, ok, _ = _solve_lstsq(xbar[:, rest], target, scale)
         beta[np.flatnonzero(rest)[ok]] = (stats.beta_ols[rest] + delta)[ok]
     return pd.Series(beta, index=names, name="theta_infinity")
 
@@ -323,7 +352,7 @@ def within_between_blend(
     xbar, _ = _cluster_means(stats)
     g = n / (1.0 + n * u)  # sigma^2 w_i
     beta_w, within_ok, w_xx = _within_full(stats)
-    beta_b, between_ok = _between_full(stats, weights=g)
+    beta_b, between_ok, _ = _between_full(stats, weights=g)
     b_cross = (xbar * g[:, None]).T @ xbar
     total = w_xx + b_cross
     chol = scipy.linalg.cho_factor(total)

@@ -363,3 +363,52 @@ def test_default_thetas_span_the_path(radon):
     lam = 1 - 1 / np.sqrt(1 + np.outer(grid[[1, -1]] ** 2, n))
     assert lam[0].max() < 0.01  # starts near pooled OLS for every cluster
     assert lam[1].min() > 0.95  # ends near the within estimator for every cluster
+
+
+# --- rank decisions relative to each column's scale (issue 10) --------------------------------------
+
+
+def _centred_frame():
+    rng = np.random.default_rng(31)
+    codes = np.repeat(np.arange(12), 9)
+    x = rng.normal(size=codes.size)
+    frame = pd.DataFrame({"g": codes, "x": x})
+    frame["z"] = rng.normal(size=12)[codes] + 0.3 * rng.normal(size=codes.size)
+    # centred within clusters: the cluster means are rounding noise (~1e-16), not exactly 0
+    frame["xc"] = frame["x"] - frame.groupby("g")["x"].transform("mean")
+    frame["y"] = (
+        1.0 + 0.5 * frame["xc"] + 0.3 * frame["z"] + rng.normal(size=12)[codes]
+    ) + rng.normal(size=codes.size)
+    return frame
+
+
+def test_between_estimator_of_a_predictor_centred_within_clusters_is_nan_with_a_reason():
+    frame = _centred_frame()
+    means = frame.groupby("g")["xc"].mean().abs()
+    assert 0 < means.max() < 1e-14  # not exactly zero: the case that once gave +-1e15
+    d = build_design(frame, "y ~ xc + z + (1 | g)")
+    between = between_estimator(d.stats, d.term_names)
+    assert np.isnan(between["xc"])
+    assert "centred within clusters" in between.attrs["not_identified"]["xc"]
+    assert set(between.attrs["not_identified"]) == {"xc"}
+    # the other coefficients are those of the between regression without the empty column
+    without = build_design(frame, "y ~ z + (1 | g)")
+    reference = between_estimator(without.stats, without.term_names)
+    np.testing.assert_allclose(between[["Intercept", "z"]], reference, rtol=1e-10)
+    # the whole decomposition carries NaN, never a huge number, and the blend still reproduces the fit
+    dec = decompose(frame, "y ~ xc + z + (1 | g)")
+    assert np.isnan(dec.between["xc"])
+    assert np.isfinite(dec.between.drop("xc")).all()
+    assert dec.reconstruction_error < 1e-8
+    np.testing.assert_allclose(dec.blend.beta, dec.lmm, rtol=1e-9)
+
+
+def test_between_rank_decision_does_not_depend_on_units():
+    frame = _centred_frame()
+    frame["z_small"] = frame["z"] * 1e-12  # a real cluster-level predictor in tiny units
+    d = build_design(frame, "y ~ z_small + (1 | g)")
+    between = between_estimator(d.stats, d.term_names)
+    plain = build_design(frame, "y ~ z + (1 | g)")
+    reference = between_estimator(plain.stats, plain.term_names)
+    assert between["z_small"] * 1e-12 == pytest.approx(reference["z"], rel=1e-9)
+    assert between.attrs["not_identified"] == {}
