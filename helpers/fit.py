@@ -89,11 +89,17 @@ def _estimate_theta(stats: SufficientStats, reml: bool, response: str):
     resolution = _resolution(stats)
     spread = float(np.sqrt(max(stats.ete, 0.0) / stats.n_obs))
     if spread <= resolution:
+        magnitude = resolution / (_RESOLUTION_ULPS * float(np.finfo(float).eps))
+        if spread <= 4.0 * float(np.finfo(float).eps) * magnitude:
+            raise DataError(
+                f"The response {response!r} is fitted exactly by the fixed effects (for example, it is "
+                "constant): no variation is left for the random intercept or the residual to explain."
+            )
         raise DataError(
-            f"The response {response!r} is fitted exactly by the fixed effects (for example, it is "
-            f"constant), or its spread around them (about {spread:.2g}) is below what double "
-            f"precision resolves at its size (about {resolution:.2g}): no variation is left for the "
-            "random intercept or the residual to explain."
+            f"The response {response!r} varies by only about {spread:.2g} around values of about "
+            f"{magnitude:.2g}, a relative spread of {spread / magnitude:.1g}, below what double "
+            "precision resolves; store it as the difference from a baseline near its values, with "
+            "more significant digits."
         )
     blocks, resp = blocks_from_stats(stats)
     theta, summary = optimize(blocks, resp, reml)

@@ -8,8 +8,12 @@ one :class:`helpers.validate.DataError` that names the column or term at fault.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 import re
 import warnings
+from decimal import Decimal, localcontext
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -520,3 +524,122 @@ def test_library_refuses_a_column_named_intercept(frame):
 
 def test_library_refuses_empty_backticks(frame):
     _data_error(lambda: fit_lmm(frame, "y ~ `` + (1 | g)"), "empty backticks")
+
+
+# --- theta beyond the old cap of 1e4 (issue 10) ----------------------------------------------------------
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+LARGE_THETA = json.loads((REFERENCE_DIR / "large_theta_reference.json").read_text())["fits"]
+
+
+def _large_theta_data() -> pd.DataFrame:
+    spec = importlib.util.spec_from_file_location(
+        "large_theta_data", REFERENCE_DIR / "large_theta_data.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = module.large_theta_data()
+    # the file R read holds exactly these numbers
+    pd.testing.assert_frame_equal(pd.read_csv(module.CSV), data, check_exact=True)
+    return data
+
+
+@pytest.mark.parametrize("key", sorted(LARGE_THETA))
+def test_theta_beyond_1e4_is_fitted_as_lme4_fits_it(key):
+    """sigma_b = 1, sigma = 3e-5: theta ~ 4e4 (lme4 1.1-31, tests/reference/large_theta_reference.R).
+
+    At this theta the criterion's value carries rounding of about eps W_ee / r2 (r2, about N sigma^2,
+    is what is left of within sums of squares of order 1), in lme4 (whose PLS solve at theta ~ 4e4 also
+    moves its beta by up to 1e-6) and here: about 1e-6 with the predictor x. So the values are compared
+    at 1e-5; the exact checks are the next test's, against the definition in 60-digit arithmetic.
+    """
+    ref = LARGE_THETA[key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "did not converge" warning any more
+        fit = fit_lmm(_large_theta_data(), ref["formula"], reml=ref["reml"])
+    lmer, refined = ref["lmer"], ref["refined"]
+    assert fit.theta > 1e4 and fit.converged and fit.optsum.converged
+    assert fit.criterion <= lmer["criterion"] + 1e-5
+    assert fit.criterion == pytest.approx(refined["criterion"], abs=1e-5)
+    assert fit.theta == pytest.approx(refined["theta"], rel=2e-4)
+    assert fit.sigma2_resid == pytest.approx(refined["sigma2"], rel=1e-4)
+    assert fit.sigma2_group == pytest.approx(refined["sigma2_group"], rel=2e-4)
+    np.testing.assert_allclose(fit.fe_params, list(refined["fixef"].values()), rtol=1e-5)
+    np.testing.assert_allclose(fit.bse, list(refined["se"].values()), rtol=1e-4)
+
+
+def _exact_criterion(groups, theta, reml: bool) -> Decimal:
+    """The profiled criterion of y ~ 1 + (1 | g) from its definition, in 60-digit decimal arithmetic.
+
+    Per cluster V_i / sigma^2 = I + u 1 1' (u = theta^2): log det = log(1 + n_i u) and
+    (y_i - beta)' V_i^{-1} (y_i - beta) sigma^2 = W_i + n_i (ybar_i - beta)^2 / (1 + n_i u).
+    """
+    u = Decimal(theta) ** 2
+    n_obs = sum(len(v) for v in groups)
+    a = sum(Decimal(len(v)) / (1 + len(v) * u) for v in groups)
+    beta = sum(len(v) * (sum(v) / len(v)) / (1 + len(v) * u) for v in groups) / a
+    r2, logdet = Decimal(0), Decimal(0)
+    for v in groups:
+        n, mean = len(v), sum(v) / len(v)
+        r2 += sum((t - mean) ** 2 for t in v) + n * (mean - beta) ** 2 / (1 + n * u)
+        logdet += (1 + n * u).ln()
+    dof = n_obs - 1 if reml else n_obs
+    two_pi = 2 * Decimal("3.14159265358979323846264338327950288419716939937510582097494")
+    value = logdet + dof * (1 + (two_pi * r2 / dof).ln())
+    return value + a.ln() if reml else value
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_theta_beyond_1e4_is_exact_against_the_definition(reml):
+    data = _large_theta_data()
+    fit = fit_lmm(data, "y ~ 1 + (1 | g)", reml=reml)
+    groups = [[Decimal(float(v)) for v in rows["y"]] for _, rows in data.groupby("g", sort=True)]
+    with localcontext() as ctx:
+        ctx.prec = 60
+        at = _exact_criterion(groups, fit.theta, reml)
+        assert float(at) == pytest.approx(fit.criterion, abs=1e-10)
+        # the estimate is the minimum: the criterion rises on both sides at 1e-7 relative
+        for step in (Decimal("1e-7"), Decimal("-1e-7")):
+            assert _exact_criterion(groups, Decimal(fit.theta) * (1 + step), reml) > at
+        # balanced, intercept only: beta is the grand mean whatever theta
+    assert fit.fe_params["Intercept"] == pytest.approx(data["y"].mean(), rel=1e-14)
+
+
+def test_no_within_cluster_variation_is_said_in_one_line():
+    """Only one cluster has two rows and x fits them exactly: sigma^2 = 0 and theta is infinite."""
+    rng = np.random.default_rng(4)
+    data = pd.DataFrame(
+        {"g": [0, 1, 2, 3, 4, 5, 5], "x": rng.normal(size=7), "y": rng.normal(size=7)}
+    )
+    with pytest.warns(RuntimeWarning, match="no variation within clusters") as record:
+        fit = fit_lmm(data, "y ~ x + (1 | g)")
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    assert not fit.converged and not fit.optsum.converged
+
+
+# --- responses at the edge of double precision (issue 10) -----------------------------------------------
+
+
+def test_response_shifted_by_1e13_is_fitted(frame):
+    shifted = frame.assign(y=frame["y"] + 1e13)
+    # the same numbers, moved back exactly (Sterbenz: the subtraction of nearby doubles is exact)
+    same = shifted.assign(y=shifted["y"] - 1e13)
+    fit = fit_lmm(shifted, "y ~ x + (1 | g)")
+    ref = fit_lmm(same, "y ~ x + (1 | g)")
+    # what is left is rounding at the size of 1e13 (ulp 2e-3) against a spread of about 1
+    assert fit.fe_params["x"] == pytest.approx(ref.fe_params["x"], abs=0.01 * ref.bse["x"])
+    assert fit.fe_params["Intercept"] - 1e13 == pytest.approx(
+        ref.fe_params["Intercept"], abs=0.01 * ref.bse["Intercept"]
+    )
+    assert fit.sigma2_resid == pytest.approx(ref.sigma2_resid, rel=1e-3)
+    assert fit.sigma2_group == pytest.approx(ref.sigma2_group, rel=1e-3)
+
+
+def test_response_spread_below_double_precision_is_diagnosed(frame):
+    # at 1e13 doubles are 2e-3 apart: a spread of 0.05 is about 25 of those steps
+    tiny = frame.assign(y=1e13 + 0.05 * (frame["y"] - frame["y"].mean()))
+    message = _data_error(lambda: fit_lmm(tiny, "y ~ x + (1 | g)"), "'y'", "double precision")
+    assert "constant" not in message
+    # a spread of 1e-4 rounds away entirely: the stored response is constant
+    gone = frame.assign(y=1e13 + 1e-4 * frame["y"])
+    _data_error(lambda: fit_lmm(gone, "y ~ x + (1 | g)"), "'y'", "constant")
