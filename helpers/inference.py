@@ -359,6 +359,23 @@ def _derivatives(fx: _Fixed, res: _Resid, theta: float, sigma: float, reml: bool
     return hessian, (d_cov_theta, d_cov_sigma), sigma2 * cov_q
 
 
+def _varpar_units(fit):
+    """The kernel's input for the variance-parameter derivatives, and the unit of y it is expressed in.
+
+    In the fit's own units unless sigma is below 1e-60 or above 1e60, where sigma^4 (which the
+    Satterthwaite denominator carries) leaves double precision; then the response's statistics are
+    divided by ``unit``, the power of 2 nearest sigma (an exact rescaling). Returns (blocks, response,
+    unit).
+    """
+    blocks, resp = blocks_from_stats(fit.stats)
+    sigma = fit.sigma_resid
+    if 1e-60 < sigma < 1e60 or not np.isfinite(sigma) or sigma == 0:
+        return blocks, resp, 1.0
+    unit = float(2.0 ** np.round(np.log2(sigma)))
+    scaled = Response.intercept(resp.sum_e / unit, resp.within_qe / unit, resp.within_ee / unit**2)
+    return blocks, scaled, unit
+
+
 def _pseudo_inverse(hessian: np.ndarray, tol: float = 1e-8) -> np.ndarray:
     """lmerTest's inverse: eigenvalues at most ``tol`` are dropped."""
     values, vectors = np.linalg.eigh(hessian)
@@ -392,9 +409,12 @@ def varpar_covariance(fit, scale: str = "sd") -> pd.DataFrame:
     >>> varpar_covariance(fit, "theta").round(4).to_numpy().tolist()
     [[0.0534, -0.1233], [-0.1233, 2.9828]]
     """
-    fx = _Fixed.of(fit.stats)
-    hessian, _, _ = _derivatives(fx, _Resid.of(fit.stats), fit.theta, fit.sigma_resid, fit.reml)
+    fx, res, unit = _varpar_units(fit)
+    hessian, _, _ = _derivatives(fx, res, fit.theta, fit.sigma_resid / unit, fit.reml)
     cov = 2.0 * _pseudo_inverse(hessian)
+    cov = cov * np.outer(
+        [1.0, unit], [1.0, unit]
+    )  # back from (theta, sigma / unit) to (theta, sigma)
     if scale == "theta":
         names = ["theta", "sigma"]
     elif scale == "sd":
@@ -758,9 +778,10 @@ def tests(fit) -> pd.DataFrame:
             },
             index=fit.params.index,
         )
-    fx = _Fixed.of(fit.stats)
+    # in units of sigma when sigma^4 would leave double precision: the degrees of freedom are unit-free
+    fx, res, unit = _varpar_units(fit)
     hessian, (d_theta, d_sigma), cov = _derivatives(
-        fx, _Resid.of(fit.stats), fit.theta, fit.sigma_resid, fit.reml
+        fx, res, fit.theta, fit.sigma_resid / unit, fit.reml
     )
     vcov_varpar = 2.0 * _pseudo_inverse(hessian)
     variance = np.diag(cov)
@@ -846,6 +867,8 @@ def predict(fit, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
         )
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"Expected a pandas DataFrame of new rows, got {type(data).__name__}.")
+    from formulaic.errors import FormulaicError  # formulaic loads slowly; only predict needs it
+
     spec = design.model_spec
     required = sorted(str(v) for v in spec.required_variables)
     needed = required + ([fit.group] if include_random else [])
@@ -884,7 +907,9 @@ def predict(fit, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
                 raise DataError(
                     f"The new rows do not fit the model's terms: {str(exc).splitlines()[0]}"
                 ) from None
-            except Exception as exc:
+            except (FormulaicError, ValueError, TypeError, KeyError) as exc:
+                # what formulaic and pandas raise for values the terms cannot take (e.g. text in a
+                # numeric column); anything else is a bug and propagates as it is
                 raise DataError(
                     f"The model's terms could not be built for the new rows: {exc}"
                 ) from None

@@ -586,3 +586,37 @@ def test_everything_but_predict_works_from_aggregates(fits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(inference.bootstrap(aggregate, n=10, seed=0)) == 10
+
+
+@pytest.mark.parametrize("factor", [1e-150, 1e150])
+def test_satterthwaite_survives_extreme_response_scales(frames, factor):
+    """tests() once divided by zero at y * 1e-150 (sigma^3 underflows); the df are unit-free."""
+    frame = frames["sleepstudy"]
+    formula = FORMULAS["sleepstudy"]
+    base = fit_lmm(frame, formula)
+    scaled = fit_lmm(frame.assign(Reaction=frame["Reaction"] * factor), formula)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = inference.tests(scaled)
+        cov = inference.varpar_covariance(scaled, "theta").to_numpy()
+    expected = inference.tests(base)
+    np.testing.assert_allclose(table["df"], expected["df"], rtol=1e-9)
+    np.testing.assert_allclose(table["p_value"], expected["p_value"], rtol=1e-8)
+    np.testing.assert_allclose(table["estimate"], expected["estimate"] * factor, rtol=1e-9)
+    base_cov = inference.varpar_covariance(base, "theta").to_numpy()
+    units = np.outer([1.0, factor], [1.0, factor])
+    np.testing.assert_allclose(cov, base_cov * units, rtol=1e-8)
+
+
+def test_predict_lets_unexpected_errors_through(fits, monkeypatch):
+    """Only failures of the new rows become DataError; an internal error keeps its type."""
+    fit = fits["sleepstudy"]
+    spec = fit.design.model_spec
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("internal failure")
+
+    monkeypatch.setattr(type(spec), "get_model_matrix", broken)
+    new = pd.DataFrame({"Days": [1.0], "Subject": [308]})
+    with pytest.raises(RuntimeError, match="internal failure"):
+        inference.predict(fit, new)
