@@ -9,11 +9,13 @@
 # the test checks against the rows the package generates.
 #
 # Recorded:
-#   "lm":         coef, standard errors, sigma and residual df of lm(pSHP2 ~ condition), and the
-#                 summary as R prints it;
+#   "lm":         coef, standard errors, t values, sigma, residual df, R-squared, adjusted R-squared,
+#                 F statistic and residual quantiles of lm(pSHP2 ~ condition), and the summary as R
+#                 prints it;
 #   "lmer":       lmer(pSHP2 ~ condition + (1 | cluster)) with lme4's default settings, exactly the
-#                 question's call: fixed effects, their standard errors (vcov), the two variances,
-#                 theta, the REML criterion, and the summary as lme4 prints it;
+#                 question's call: fixed effects, their standard errors (vcov), t values, the
+#                 correlation of the fixed effects, the two variances, theta, the REML criterion, the
+#                 quantiles of the scaled residuals, and the summary as lme4 prints it;
 #   "lmer_tight": the same model with bobyqa and rhoend = 1e-12, to show how far the default optimiser
 #                 stops from the optimum (about 1e-8 relative in theta on these data).
 
@@ -47,11 +49,17 @@ rows$cluster <- factor(rows$cluster)
 
 named <- function(x) as.list(setNames(as.numeric(x), names(x)))
 
+quantiles <- function(x) as.list(setNames(unname(quantile(x)), c("min", "q1", "median", "q3", "max")))
+
 lmer_summary <- function(fit) {
   vc <- as.data.frame(VarCorr(fit))
+  v <- as.matrix(vcov(fit))
   list(
     fixef = named(fixef(fit)),
-    se = named(setNames(sqrt(diag(as.matrix(vcov(fit)))), names(fixef(fit)))),
+    se = named(setNames(sqrt(diag(v)), names(fixef(fit)))),
+    t = named(setNames(fixef(fit) / sqrt(diag(v)), names(fixef(fit)))),
+    corr_fixef = v[1, 2] / sqrt(v[1, 1] * v[2, 2]),
+    scaled_resid_quantiles = quantiles(residuals(fit, type = "pearson", scaled = TRUE)),
     sigma2_group = vc$vcov[vc$grp == "cluster"],
     sigma2_resid = vc$vcov[vc$grp == "Residual"],
     theta = unname(getME(fit, "theta")),
@@ -83,8 +91,13 @@ out <- list(
   lm = list(
     coef = named(coef(ols)),
     se = named(setNames(sqrt(diag(vcov(ols))), names(coef(ols)))),
+    t = named(coef(summary(ols))[, "t value"]),
     sigma = sigma(ols),
     df_resid = df.residual(ols),
+    r_squared = summary(ols)$r.squared,
+    adj_r_squared = summary(ols)$adj.r.squared,
+    f_statistic = unname(summary(ols)$fstatistic[1]),
+    resid_quantiles = quantiles(residuals(ols)),
     printed = capture.output(print(summary(ols)))
   ),
   lmer = c(lmer_summary(fit), list(printed = capture.output(print(summary(fit))))),
