@@ -712,7 +712,9 @@ def bootstrap(fit, n: int = 1000, seed=None, progress=None, *, chunk: int = 2000
             bar.close()
     if not_converged:
         warnings.warn(
-            f"{not_converged} of {n} bootstrap refits did not converge (theta at its upper bound 1e4).",
+            f"{not_converged} of {n} bootstrap refits have no finite optimum (no variation within "
+            "clusters is left once the fixed effects are fitted, or theta beyond 1e16); their theta "
+            "is the end of the search grid.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -223,8 +223,8 @@ class Response:
     def intercept(cls, sum_e, within_qe, within_ee, beta_ols=None, ete=None) -> Response:
         """A random-intercept response from its cluster sums and within cross-products (any batch axes).
 
-        In the rotated basis Q'e = 0, so ``xty`` is zero; ``ete`` (e'e) is needed by the general path only
-        and defaults to W_ee + sum_i s_i^2 / n_i's stand-in ``nan`` (the fast path never reads it).
+        In the rotated basis Q'e = 0, so ``xty`` is zero. ``ete`` (e'e) is read by the general path only;
+        without it ``yty`` is NaN, which the fast path never reads.
         """
         sum_e = np.asarray(sum_e, dtype=float)
         within_qe = np.asarray(within_qe, dtype=float)
