@@ -956,7 +956,8 @@ def optimize_batch(blocks: Blocks, resp: Response, reml: bool = True):
 
 
 def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None):
-    """Bounded quasi-Newton (L-BFGS-B) on a vector theta, then a derivative-free polish (Powell)."""
+    """Bounded quasi-Newton (L-BFGS-B) on a vector theta; a derivative-free polish (Powell) when it did
+    not converge or a diagonal element of T ends next to its bound 0."""
     q = blocks.q
     lower = theta_lower_bounds(q)
     rows, cols = _lower_index(q)
@@ -981,20 +982,43 @@ def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None):
         bounds=bounds,
         options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000},
     )
-    polish = scipy.optimize.minimize(
-        fun,
-        first.x,
-        method="Powell",
-        bounds=bounds,
-        options={"xtol": 1e-10, "ftol": 1e-15, "maxiter": 20000},
-    )
-    best = polish if polish.fun <= first.fun else first
+    best, method = first, "L-BFGS-B"
+    near_bound = np.any((rows == cols) & (np.abs(first.x) < 1e-4))
+    if not first.success or near_bound:
+        # gradient methods can stall next to the boundary (lme4's singular fits): a derivative-free
+        # polish within the bounds, kept only if it is lower
+        polish = scipy.optimize.minimize(
+            fun,
+            first.x,
+            method="Powell",
+            bounds=bounds,
+            options={"xtol": 1e-10, "ftol": 1e-15, "maxiter": 20000},
+        )
+        method = "L-BFGS-B + Powell"
+        if polish.fun <= first.fun:
+            best = polish
     x = np.asarray(best.x, dtype=float)
-    # a diagonal element within rounding of its bound is put on it, if that is no worse
-    snapped = np.where((rows == cols) & (np.abs(x) < 1e-10), 0.0, x)
-    if fun(snapped) <= fun(x):
-        x = snapped
-    return x0, x, count[0], bool(first.success or polish.success), "L-BFGS-B + Powell"
+    # a diagonal element next to its bound is put on it (lme4 reports singular fits with exact zeros)
+    # when that changes the criterion by no more than its rounding
+    snapped = np.where((rows == cols) & (np.abs(x) < 1e-6), 0.0, x)
+    if np.any(snapped != x):
+        at_x = fun(x)
+        if fun(snapped) <= at_x + 1e-12 * max(1.0, abs(at_x)):
+            # and the other elements are refined with those held at 0
+            held = [
+                (0.0, 0.0) if v == 0.0 and r == c else bd
+                for v, r, c, bd in zip(snapped, rows, cols, bounds, strict=True)
+            ]
+            again = scipy.optimize.minimize(
+                fun_grad,
+                snapped,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=held,
+                options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000},
+            )
+            x = np.asarray(again.x, dtype=float) if again.fun <= fun(snapped) else snapped
+    return x0, x, count[0], bool(best.success), method
 
 
 def optimize(blocks: Blocks, resp: Response, reml: bool = True, *, start=None):
@@ -1002,7 +1026,8 @@ def optimize(blocks: Blocks, resp: Response, reml: bool = True, *, start=None):
 
     A scalar theta (q = 1) goes through :func:`optimize_batch` (grid, then the root of the analytic slope;
     exactly 0 on a boundary fit). A vector theta goes through L-BFGS-B with batched central-difference
-    gradients from lme4's starting point (T = I), polished by Powell's method within the bounds.
+    gradients from lme4's starting point (T = I), polished by Powell's method within the bounds when it
+    did not converge or a diagonal element of T ends next to 0.
 
     Parameters
     ----------

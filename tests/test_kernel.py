@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers import kernel
@@ -236,3 +237,18 @@ def test_every_fit_carries_its_optimisation_record():
         criterion_derivative(boundary.stats, 0.0), rel=1e-12
     )
     assert boundary.optsum.boundary_slope > 0
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_vector_optimiser_puts_a_singular_fit_on_the_boundary(reml):
+    """lme4's singular (1 + x | g) reference: the slope's diagonal element of T is exactly 0."""
+    ref = SLOPES["fits"]["singular"]["reml" if reml else "ml"]
+    data = pd.read_csv(Path(__file__).parent / "reference" / "random_slopes_singular.csv")
+    d = build_design(data.assign(g=data["g"].astype(str)), "y ~ x + (1 | g)")
+    Z = np.column_stack([np.ones(len(d.y)), d.X[:, 1]])
+    blocks, resp = kernel.blocks_from_rows(d.X, d.y, Z, d.group_codes, len(d.group_labels))
+    theta, summary = kernel.optimize(blocks, resp, reml)
+    assert list(ref["theta"].values())[2] == 0
+    assert theta[2] == 0.0 and summary.at_bound
+    assert summary.criterion <= ref["criterion"] + 1e-6
+    np.testing.assert_allclose(theta[:2], list(ref["theta"].values())[:2], rtol=1e-5)
