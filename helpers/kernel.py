@@ -72,6 +72,8 @@ __all__ = [
     "optimize",
     "optimize_batch",
     "minimize_1d",
+    "within_fit_rss",
+    "WITHIN_TOL",
 ]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
