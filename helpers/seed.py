@@ -64,6 +64,7 @@ __all__ = [
     "printed_values",
     "seed_question",
     "seed_question_cells",
+    "stim_effect_heterogeneity",
 ]
 
 #: The numbers the question printed: name -> (value, decimals printed). Every number of both printouts
@@ -243,6 +244,65 @@ def printed_values(ols, lmm) -> dict:
         for suffix, q in zip(QUANTILE_SUFFIXES, np.quantile(r, probs), strict=True):
             values[prefix + suffix] = float(q)
     return {name: values[name] for name in PRINTED}
+
+
+def stim_effect_heterogeneity(rows: pd.DataFrame) -> dict:
+    """Does the ``stim`` effect differ between clusters? Cochran's Q and a rough meta-analytic SE.
+
+    Each cluster's own ``lm(pSHP2 ~ condition)`` gives a slope ``d_i`` (its ``stim`` minus ``unstim``
+    mean) with standard error ``se_i``. Under one common effect, Cochran's
+    ``Q = sum_i (d_i - d_bar)^2 / se_i^2`` (``d_bar`` the inverse-variance weighted mean) is chi-square
+    with ``J - 1`` degrees of freedom. The DerSimonian-Laird moment estimate of the between-cluster
+    variance of the effect is ``tau2 = max(0, (Q - (J - 1)) / (S1 - S2 / S1))`` with ``S1 = sum 1/se_i^2``
+    and ``S2 = sum 1/se_i^4``, and the random-effects standard error of the mean effect is
+    ``(sum 1/(se_i^2 + tau2))^(-1/2)``, to be read with about ``J - 1`` degrees of freedom.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Columns ``pSHP2``, ``condition`` and ``cluster``, as :func:`seed_question` returns them.
+
+    Returns
+    -------
+    dict
+        ``slopes``, ``ses`` (pandas Series by cluster), ``q``, ``df``, ``p_value``, ``tau2``,
+        ``common`` and ``se_common`` (the inverse-variance mean and its SE), ``random`` and ``se_random``
+        (the random-effects mean and its SE).
+
+    Examples
+    --------
+    >>> h = stim_effect_heterogeneity(seed_question())
+    >>> h["df"], h["q"] > h["df"], h["se_random"] > h["se_common"]
+    (23, True, True)
+    """
+    import scipy.stats  # imported here: only this function needs it
+
+    y = rows["pSHP2"]
+    cell = rows.groupby(["cluster", "condition"], observed=True)["pSHP2"]
+    n = cell.size().unstack()
+    mean = cell.mean().unstack()
+    ss = (y - cell.transform("mean")).pow(2).groupby(rows["cluster"], observed=True).sum()
+    sigma2 = ss / (n.sum(axis=1) - 2)  # each cluster's own lm residual variance
+    slopes = mean["stim"] - mean["unstim"]
+    ses = np.sqrt(sigma2 * (1 / n["unstim"] + 1 / n["stim"]))
+    w = 1 / ses**2
+    common = float(np.sum(w * slopes) / w.sum())
+    q = float(np.sum(w * (slopes - common) ** 2))
+    dof = len(slopes) - 1
+    tau2 = max(0.0, (q - dof) / (w.sum() - (w**2).sum() / w.sum()))
+    w_re = 1 / (ses**2 + tau2)
+    return {
+        "slopes": slopes,
+        "ses": ses,
+        "q": q,
+        "df": dof,
+        "p_value": float(scipy.stats.chi2.sf(q, dof)),
+        "tau2": float(tau2),
+        "common": common,
+        "se_common": float(w.sum() ** -0.5),
+        "random": float(np.sum(w_re * slopes) / w_re.sum()),
+        "se_random": float(w_re.sum() ** -0.5),
+    }
 
 
 def seed_question_cells() -> pd.DataFrame:

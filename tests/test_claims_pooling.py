@@ -17,7 +17,7 @@ import pytest
 
 from helpers import fit_lmm, fit_ols, load_dataset
 from helpers.decompose import between_estimator, within_between_blend, within_estimator
-from helpers.seed import seed_question
+from helpers.seed import seed_question, stim_effect_heterogeneity
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["00_question", "01_pooled_ols", "02_no_pooling_fixed_effects"]
@@ -61,6 +61,7 @@ QUOTED = {
     "0.719": lambda s: s["lmm"].fe_params["Intercept"],
     "0.063": lambda s: s["lmm"].bse["Intercept"],
     "-0.098": lambda s: s["lmm"].fe_params[SLOPE],
+    "-0.022": lambda s: s["lmm"].corr_fe.loc["Intercept", SLOPE],
 }
 
 
@@ -129,9 +130,26 @@ def test_question_claims_in_00(seed):
         assert abs(plain - target) < 0.1 * abs(weighted - target)
 
 
+def _moment_icc(seed):
+    """01 section 3: the equal-weight moment estimate of the ICC from lm's residuals."""
+    codes, resid = seed["codes"], seed["ols"].resid
+    counts = np.bincount(codes)
+    means = np.bincount(codes, weights=resid) / counts
+    msw = ((resid - means[codes]) ** 2).sum() / (len(resid) - len(counts))
+    sigma2_b = means.var(ddof=1) - msw * np.mean(1 / counts)
+    return sigma2_b / (sigma2_b + msw)
+
+
+def test_moment_icc_agrees_with_lmer(seed):
+    """01 exercise 5: the moment estimate and REML "agree closely"; the size-weighted one does not."""
+    lmm = seed["lmm"]
+    icc = _moment_icc(seed)
+    assert icc == pytest.approx(lmm.sigma2_group / (lmm.sigma2_group + lmm.sigma2_resid), rel=0.01)
+
+
 def test_design_effect_claims_in_01(seed):
     ols, lmm, codes, x = seed["ols"], seed["lmm"], seed["codes"], seed["x"]
-    icc = lmm.sigma2_group / (lmm.sigma2_group + lmm.sigma2_resid)
+    icc = _moment_icc(seed)
     m = np.bincount(codes, weights=1 - x)
     balanced = 1 + (m.mean() - 1) * icc
     unbalanced = 1 + ((m**2).sum() / m.sum() - 1) * icc
@@ -142,6 +160,10 @@ def test_design_effect_claims_in_01(seed):
     assert ols.bse_cluster["Intercept"] > lmm.bse["Intercept"]  # "as the intercept's does here"
     slope_ratio2 = (lmm.bse[SLOPE] / ols.bse[SLOPE]) ** 2
     assert slope_ratio2 == pytest.approx(1 - icc, rel=0.02)  # "near 1 - rho"
+    # the headline table: the all-rows design effect of section 4 is "roughly twice the second row"
+    n = np.bincount(codes)
+    rows_deff = 1 + ((n**2).sum() / n.sum() - 1) * icc
+    assert 1.7 < rows_deff / unbalanced < 2.3
     # exercise 2: the effective sample size of lmer's intercept is about J / ICC
     assert ols.sigma2 / lmm.bse["Intercept"] ** 2 == pytest.approx(lmm.n_groups / icc, rel=0.05)
 
@@ -213,3 +235,45 @@ def test_intercept_degrees_of_freedom_claim(prose, seed):
     lmm = seed["lmm"]
     df_intercept = lmm.tests().loc["Intercept", "df"]
     assert abs(df_intercept - (lmm.n_groups - 1)) < 1.0
+
+
+def test_correlation_of_fixed_effects_claims_in_00(seed):
+    """00: under lm the correlation is -sqrt(N_stim / N) exactly; under lmer it is close to 0."""
+    ols, lmm, x = seed["ols"], seed["lmm"], seed["x"]
+    cov = ols.cov_params.to_numpy()
+    corr_lm = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    assert corr_lm == pytest.approx(-np.sqrt(x.mean()), rel=1e-12)
+    assert round(corr_lm, 3) == -0.744
+    corr_lmer = lmm.corr_fe.loc["Intercept", SLOPE]
+    assert abs(corr_lmer) < 0.05 and round(corr_lmer, 3) == -0.022
+
+
+def test_stim_effect_heterogeneity_caveat(seed, prose):
+    """00, 01: Q "far above its degrees of freedom"; the meta-analytic SE "several times larger"."""
+    het = stim_effect_heterogeneity(seed["df"])
+    assert het["df"] == seed["lmm"].n_groups - 1
+    assert het["q"] > 3 * het["df"] and het["p_value"] < 1e-6
+    assert 2 < het["se_random"] / seed["lmm"].bse[SLOPE] < 4
+    # the per-cluster slopes and SEs are those of 24 separate lm fits
+    first = seed["df"][seed["df"]["cluster"] == "donor01"]
+    own = fit_ols(first, "pSHP2 ~ condition")
+    assert het["slopes"].iloc[0] == pytest.approx(own.params[SLOPE], rel=1e-10)
+    assert het["ses"].iloc[0] == pytest.approx(own.bse[SLOPE], rel=1e-10)
+    for name in ("00_question", "01_pooled_ols"):
+        text = " ".join(prose[name].lower().split())
+        assert "random-slope notebook (in preparation)" in text
+    assert "far above its degrees of freedom" in prose["00_question"]
+
+
+def test_short_answer_on_the_landing_page(seed):
+    """index.md's short answer quotes only fit values, each to its printed digits."""
+    text = (NOTEBOOKS.parent / "index.md").read_text()
+    section = text.split("## The short answer")[1].split("\n## ")[0]
+    section = re.sub(r"`[^`]*`", " ", section)
+    found = re.findall(r"(?<![\w.§])[-−]?\d+\.\d+(?!\w)(?!\.\d)", section)
+    assert found
+    for literal in found:
+        literal = literal.replace("−", "-")
+        assert literal in QUOTED, literal
+        value = QUOTED[literal](seed)
+        assert round(value, _decimals(literal)) == pytest.approx(float(literal), abs=1e-12)
