@@ -277,3 +277,15 @@ def test_short_answer_on_the_landing_page(seed):
         assert literal in QUOTED, literal
         value = QUOTED[literal](seed)
         assert round(value, _decimals(literal)) == pytest.approx(float(literal), abs=1e-12)
+
+
+def test_intercept_row_weight_in_02(seed):
+    """02: the intercept row's weight on the within slope is minus the overall stim share times w."""
+    lmm, codes, x = seed["lmm"], seed["codes"], seed["x"]
+    names = list(lmm.fe_params.index)
+    n = np.bincount(codes).astype(float)
+    x_bar = np.bincount(codes, weights=x) / n
+    w_xx = ((x - x_bar[codes]) ** 2).sum()
+    b_xx = (n * (x_bar - np.average(x_bar, weights=n)) ** 2).sum()
+    weight = within_between_blend(lmm.stats, 0.0, names).weight_within.loc["Intercept", SLOPE]
+    assert weight == pytest.approx(-x.mean() * w_xx / (w_xx + b_xx), rel=1e-9)

@@ -290,3 +290,48 @@ def test_ml_bias_simulation_claims():
         assert ml.mean() < reml.mean()
         if J == 3:
             assert (ml == 0).mean() > 0.1 and (reml == 0).mean() > 0.1
+
+
+# --- 02 and 03: the between slope, the Mundlak test and the bootstrap (independence senses 2 and 3) ---
+
+
+def _cluster_means(question):
+    stim = (question["condition"] == "stim").astype(float)
+    by = question.assign(stim=stim).groupby("cluster", observed=True)
+    return pd.DataFrame({"y_bar": by["pSHP2"].mean(), "share": by["stim"].mean()})
+
+
+def test_between_slope_is_far_in_value_but_not_in_its_own_se(question, question_fits):
+    # 02 after figure 2 and 03 section 3.3: "far from the within slope in value, ... within about one
+    # standard error of it"; 03: the between intercept is an extrapolation to share 0
+    _, lmm = question_fits
+    means = _cluster_means(question)
+    between = fit_ols(means, "y_bar ~ share")
+    within = decompose(question, FORMULA).within[SLOPE]
+    distance = abs(between.params["share"] - within)
+    assert distance > 10 * abs(lmm.fe_params[SLOPE] - within)  # far in value
+    assert 0.5 < distance / between.bse["share"] < 1.5  # about one SE
+    assert abs(between.tvalues["share"]) < 2
+    assert means["share"].min() > 0.3  # share 0 lies far outside the shares seen
+
+
+def test_mundlak_test_finds_no_evidence_on_the_question(question):
+    # 03 section 5 (2): "about one standard error from 0: no evidence against independence"
+    data = question.assign(
+        share_stim=_cluster_means(question)["share"].reindex(question["cluster"]).to_numpy()
+    )
+    fit = fit_lmm(data, "pSHP2 ~ condition + share_stim + (1 | cluster)")
+    row = fit.tests().loc["share_stim"]
+    assert 0.5 < abs(row["t_value"]) < 1.5 and row["p_value"] > 0.1
+    within = decompose(question, FORMULA).within[SLOPE]
+    assert fit.fe_params[SLOPE] == pytest.approx(within, abs=1e-9)
+
+
+def test_bootstrap_fixed_effects_nearly_uncorrelated_with_sigma_b(question_fits):
+    # 03 section 5 (3): across replicates, beta-hat and sigma_b-hat are "nearly uncorrelated"
+    from helpers.inference import bootstrap
+
+    _, lmm = question_fits
+    reps = bootstrap(lmm, n=1000, seed=3)
+    corr = reps[["Intercept", SLOPE, "sigma_group"]].corr()["sigma_group"]
+    assert (corr.drop("sigma_group").abs() < 0.1).all()
