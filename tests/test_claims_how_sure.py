@@ -67,3 +67,19 @@ def test_stim_df_in_the_hundreds_of_thousands(question_tests):
     _, _, sat = question_tests
     assert "hundreds of thousands" in _prose()
     assert 1e5 <= sat.loc["condition[T.stim]", "df"] < 1e6
+
+
+def test_exercise_3_intercept_df_near_and_above_j_minus_1(question_tests):
+    """Exercise 3: 'just above' J - 1 here; exactly J - 1 for Dyestuff's equal batches."""
+    lmm, _, sat = question_tests
+    assert lmm.n_groups - 1 < sat.loc["Intercept", "df"] < lmm.n_groups - 1 + 0.5
+    dye = fit_lmm(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)")
+    assert satterthwaite(dye).loc["Intercept", "df"] == pytest.approx(5, abs=1e-6)
+    assert "lowers the effective number of clusters a little further" not in _prose()
+
+
+def test_stim_caveat_in_06():
+    """Section 4: the stim SE holds only under a common effect; the random-slope notebook is named."""
+    text = " ".join(_prose().split())
+    assert "if the effect is the same in every cluster" in text
+    assert "random-slope notebook (in preparation)" in text

@@ -335,3 +335,16 @@ def test_bootstrap_fixed_effects_nearly_uncorrelated_with_sigma_b(question_fits)
     reps = bootstrap(lmm, n=1000, seed=3)
     corr = reps[["Intercept", SLOPE, "sigma_group"]].corr()["sigma_group"]
     assert (corr.drop("sigma_group").abs() < 0.1).all()
+
+
+def test_log_det_a_falls_with_theta(dyestuff):
+    # 05 section 3.3: |A_theta| = 30 / (1 + 5 theta^2) falls with theta (30, 13.3, 5, 1.43 at 0, 0.5, 1, 2)
+    Z = pd.get_dummies(dyestuff["Batch"]).to_numpy(float)
+    X = np.ones((len(dyestuff), 1))
+    values = []
+    for theta in (0.0, 0.5, 1.0, 2.0):
+        sigma = np.eye(len(dyestuff)) + theta**2 * Z @ Z.T
+        values.append(np.linalg.det(X.T @ np.linalg.solve(sigma, X)))
+    assert np.allclose(values, [30 / (1 + 5 * t**2) for t in (0.0, 0.5, 1.0, 2.0)], rtol=1e-10)
+    assert np.round(values, 2).tolist() == [30.0, 13.33, 5.0, 1.43]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
