@@ -445,6 +445,10 @@ class Design:
     reference_levels : dict
         Each factor coded by treatment contrasts -> its reference (first) level, as R prints it
         (``{"condition": "unstim"}``). Levels are sorted as R sorts them in the C locale.
+    random : helpers.random_terms.RandomEffects or None
+        Random slopes or several random terms (``(1 + x | g)``, ``(x || g)``, ...): Z, theta's
+        structure and the per-cluster blocks Z_i'Z_i, Z_i'X_i, Z_i'y_i. None for one random
+        intercept, which ``stats`` describes completely.
     """
 
     X: np.ndarray
@@ -460,6 +464,7 @@ class Design:
     dropped_by_column: dict = field(default_factory=dict)
     model_spec: object = None
     reference_levels: dict = field(default_factory=dict)
+    random: object = None  # helpers.random_terms.RandomEffects
 
     @property
     def n_obs(self) -> int:
@@ -467,7 +472,11 @@ class Design:
 
 
 def model_columns(
-    formula: str, group: str | None = None, *, predictors_only: bool = False
+    formula: str,
+    group: str | None = None,
+    *,
+    predictors_only: bool = False,
+    random_slopes: bool = False,
 ) -> list[str]:
     """The data columns a model formula uses: response, predictors and grouping column.
 
@@ -478,6 +487,8 @@ def model_columns(
     group : str, optional
     predictors_only : bool, default False
         Only the fixed-effect predictors (no response, no offsets, no grouping column).
+    random_slopes : bool, default False
+        Accept random slopes (:func:`helpers.validate.parse_formula`) and include their columns.
 
     Returns
     -------
@@ -498,7 +509,7 @@ def model_columns(
     >>> model_columns("y ~ arm + (1 | site)", predictors_only=True)
     ['arm']
     """
-    parsed = parse_formula(formula, group)
+    parsed = parse_formula(formula, group, random_slopes=random_slopes)
     model = parsed.model
     predictors = {c for var in model.predictors for c in var.columns}
     if "Intercept" in predictors:
@@ -509,6 +520,10 @@ def model_columns(
     required = set(predictors) if predictors_only else set(model.columns)
     if parsed.group is not None and not predictors_only:
         required.add(parsed.group)
+    if random_slopes and not predictors_only:  # the random slopes' columns (helpers.random_terms)
+        from .random_terms import bar_columns
+
+        required.update(bar_columns(model))
     return sorted(required, key=str)
 
 
@@ -530,7 +545,12 @@ def _encode_groups(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 
 def build_design(
-    data: pd.DataFrame, formula: str, group: str | None = None, *, path: str = "auto"
+    data: pd.DataFrame,
+    formula: str,
+    group: str | None = None,
+    *,
+    path: str = "auto",
+    random_slopes: bool = False,
 ) -> Design:
     """Turn a DataFrame and a formula into model matrices and sufficient statistics.
 
@@ -547,6 +567,11 @@ def build_design(
         distinct rows ("cells"), and the statistics follow from one pass of counts, sums and squares per
         cluster and cell (:func:`cell_sufficient_stats`); "auto" takes that path whenever it applies.
         "rows" forces the general row-level path (:func:`sufficient_stats`); both give the same numbers.
+
+    random_slopes : bool, default False
+        Accept any random-effects terms of one grouping factor (``(1 + x | g)``, ``(x || g)``,
+        ``(1 | g) + (0 + x | g)``, ...): the design then also carries ``random``
+        (:func:`helpers.random_terms.build_random_effects`). Without it such terms are refused.
 
     Returns
     -------
@@ -571,9 +596,9 @@ def build_design(
             f"Expected the data as a pandas DataFrame, got {type(data).__name__}; "
             "convert it with pandas.DataFrame(...) first."
         )
-    parsed = parse_formula(formula, group)
+    parsed = parse_formula(formula, group, random_slopes=random_slopes)
     model = parsed.model
-    columns = model_columns(formula, group)
+    columns = model_columns(formula, group, random_slopes=random_slopes)
     plain_response = parsed.response if isinstance(model.response.node, Name) else None
     check_columns(data, columns, response=plain_response, group=parsed.group, check_infinite=False)
 
@@ -663,6 +688,12 @@ def build_design(
             stats = sufficient_stats(X, y, codes, len(labels), term_names)
         else:
             stats = cell_sufficient_stats(cell_rows, cells[0], y, codes, len(labels), term_names)
+    random = None
+    if random_slopes and codes is not None:  # slopes, '||', several terms (helpers.random_terms)
+        from .random_terms import build_random_effects, needs_random_terms
+
+        if needs_random_terms(model.bars):
+            random = build_random_effects(model, frame, keep, X, y, codes, stats, parsed.group)
     return Design(
         X=X,
         y=y,
@@ -677,6 +708,7 @@ def build_design(
         dropped_by_column=dropped_by_column,
         model_spec=spec,
         reference_levels=dict(spec.reference_levels),
+        random=random,
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "fit_ols",
     "fit_lmm",
     "fit_lmm_from_stats",
+    "fit_random_terms",
     "ols_from_design",
     "ols_result",
     "optimize_theta",
@@ -84,8 +85,8 @@ def _resolution(stats: SufficientStats) -> float:
     return _RESOLUTION_ULPS * float(np.finfo(float).eps) * magnitude
 
 
-def _estimate_theta(stats: SufficientStats, reml: bool, response: str):
-    """Refuse responses without usable variation, optimise theta, and warn if it did not converge."""
+def _check_response_spread(stats: SufficientStats, response: str) -> None:
+    """Refuse a response without usable variation once the fixed effects are fitted."""
     resolution = _resolution(stats)
     spread = float(np.sqrt(max(stats.ete, 0.0) / stats.n_obs))
     if spread <= resolution:
@@ -101,6 +102,11 @@ def _estimate_theta(stats: SufficientStats, reml: bool, response: str):
             "precision resolves; store it as the difference from a baseline near its values, with "
             "more significant digits."
         )
+
+
+def _estimate_theta(stats: SufficientStats, reml: bool, response: str):
+    """Refuse responses without usable variation, optimise theta, and warn if it did not converge."""
+    _check_response_spread(stats, response)
     blocks, resp = blocks_from_stats(stats)
     theta, summary = optimize(blocks, resp, reml)
     if not summary.converged:
@@ -221,13 +227,18 @@ def fit_lmm_from_stats(
 def fit_lmm(
     data: pd.DataFrame, formula: str, *, group: str | None = None, reml: bool = True
 ) -> LmmResult:
-    """Fit a linear mixed model with one random intercept, as ``lme4::lmer`` does.
+    """Fit a linear mixed model with one grouping factor, as ``lme4::lmer`` does.
 
     Parameters
     ----------
     data : pandas.DataFrame
     formula : str
         ``"y ~ x + (1 | g)"``, or a fixed-effects formula ``"y ~ x"`` together with ``group="g"``.
+        Random slopes of one grouping factor are fitted too: ``(1 + x | g)``, ``(x | g)`` (the
+        intercept is implied, as in R), ``(0 + x | g)``, ``(x || g)`` (uncorrelated, expanded as lme4
+        expands it into ``(1 | g) + (0 + x | g)``), several terms such as ``(1 | g) + (0 + x | g)``, a
+        factor ``x`` (its columns coded as in the fixed part) and any number of terms
+        (``(1 + x1 + x2 | g)``); see :func:`fit_random_terms`.
     group : str, optional
         The grouping column, when the formula has no ``(1 | g)`` term.
     reml : bool, default True
@@ -256,12 +267,17 @@ def fit_lmm(
     {'Intercept': 251.4051, 'Days': 10.46729}
     >>> round(fit.criterion, 3)
     1786.465
+    >>> slopes = fit_lmm(load_dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)")
+    >>> slopes.theta.round(5).tolist(), round(slopes.criterion, 3)
+    ([0.96673, 0.01517, 0.23091], 1743.628)
     """
-    design = build_design(data, formula, group)
+    design = build_design(data, formula, group, random_slopes=True)
     if design.group is None:
         raise DataError(
             "fit_lmm needs a grouping column: add '(1 | group)' to the formula or pass group='column'."
         )
+    if design.random is not None:
+        return fit_random_terms(design, reml)
     theta, optsum = _estimate_theta(design.stats, reml, design.response)
     return _lmm_result(
         design.stats,
@@ -275,6 +291,96 @@ def fit_lmm(
         group=design.group,
         n_dropped=design.n_dropped,
         design=design,
+    )
+
+
+def fit_random_terms(design: Design, reml: bool = True) -> LmmResult:
+    """Fit a design with random slopes or several random terms (``design.random``), as lme4 does.
+
+    The per-cluster blocks Z_i'Z_i, Z_i'X_i, Z_i'y_i of :class:`helpers.random_terms.RandomEffects`
+    feed the one likelihood kernel (:func:`helpers.kernel.evaluate`); :func:`helpers.kernel.optimize`
+    minimises the profiled REML criterion or ML deviance over lme4's theta (the lower triangle of each
+    term's block of T, diagonal >= 0) from lme4's start T = I.
+
+    The result differs from a random-intercept fit in these fields: ``theta`` is a 1-D array in lme4's
+    order (``getME(m, "theta")``; the names are ``fit.random.theta_names``); ``sigma2_group`` is NaN
+    (there is no single group variance: see ``varcorr``); ``ranef`` is a DataFrame (one row per group,
+    one column per random term, R's names, then the conditional variances ``condvar <term>``), and
+    ``ranef_sd`` a DataFrame of the conditional SDs; ``ranef_cov`` holds the full conditional
+    covariances (J, q, q); ``singular`` is lme4's ``isSingular`` (an element of theta with lower bound 0
+    below 1e-4).
+
+    Parameters
+    ----------
+    design : helpers.design.Design
+        With ``random`` (from ``build_design(..., random_slopes=True)``).
+    reml : bool, default True
+
+    Returns
+    -------
+    LmmResult
+    """
+    random = design.random
+    stats = design.stats
+    _check_response_spread(stats, design.response)
+    blocks, resp = random.blocks, random.response
+    theta, optsum = optimize(blocks, resp, reml, free=random.free)
+    if not optsum.converged:
+        warnings.warn(
+            "The optimiser did not converge for the random-effects terms; the estimates may not be "
+            "the maximum. Check the scaling of the random-slope variables.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return random_terms_result(design, theta, reml, optsum)
+
+
+def random_terms_result(design: Design, theta, reml: bool, optsum=None) -> LmmResult:
+    """The :class:`LmmResult` of a random-terms design at lme4's ``theta`` (see :func:`fit_random_terms`)."""
+    random = design.random
+    stats = design.stats
+    theta = np.array(theta, dtype=float)
+    blocks, resp = random.blocks, random.response
+    full = random.full_theta(theta)
+    ev = evaluate(blocks, resp, full, reml)
+    sigma2 = float(ev.sigma2)
+    modes, cond_cov = conditional_modes(blocks, resp, full, ev.delta, sigma2)
+    names = list(design.term_names)
+    labels = pd.Index(design.group_labels, name=design.group)
+    cov = ev.cov_beta
+    terms = random.names
+    frame = pd.DataFrame(modes, index=labels, columns=terms)
+    for k, term in enumerate(terms):
+        frame[f"condvar {term}"] = cond_cov[:, k, k]
+    theta.setflags(write=False)
+    cond_cov.setflags(write=False)
+    return LmmResult(
+        fe_params=pd.Series(ev.beta, index=names, name="estimate"),
+        bse=pd.Series(np.sqrt(np.diag(cov)), index=names, name="std_error"),
+        cov_fe=pd.DataFrame(cov, index=names, columns=names),
+        sigma2_group=float("nan"),
+        sigma2_resid=sigma2,
+        theta=theta,
+        criterion=float(ev.criterion),
+        loglik=-0.5 * float(ev.criterion),
+        reml=reml,
+        ranef=frame,
+        ranef_sd=pd.DataFrame(
+            np.sqrt(np.diagonal(cond_cov, axis1=1, axis2=2)), index=labels, columns=terms
+        ),
+        n_obs=stats.n_obs,
+        n_groups=stats.n_groups,
+        n_dropped=design.n_dropped,
+        singular=random.singular(theta),
+        converged=True if optsum is None else optsum.converged,
+        formula=design.formula,
+        response=design.response,
+        group=design.group,
+        stats=stats,
+        design=design,
+        optsum=optsum,
+        random=random,
+        ranef_cov=cond_cov,
     )
 
 

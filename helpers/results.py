@@ -193,7 +193,14 @@ class OlsResult:
 
 @dataclass(frozen=True, eq=False)
 class LmmResult:
-    """A random-intercept linear mixed model fit, as lme4's ``lmer`` gives it.
+    """A linear mixed model fit with one grouping factor, as lme4's ``lmer`` gives it.
+
+    For one random intercept ``(1 | g)`` the fields are as listed. With random slopes or several random
+    terms (``(1 + x | g)``, ``(x || g)``, ...; ``random`` is then set) ``theta`` is a 1-D array in lme4's
+    order, ``sigma2_group`` is NaN (read the variances from ``varcorr``), ``ranef`` and ``ranef_sd`` are
+    DataFrames (one column per random term), ``ranef_cov`` holds the conditional covariances and
+    ``singular`` is lme4's ``isSingular``; see :func:`helpers.fit.fit_random_terms`. ``varcorr`` and
+    ``random_effects`` have the same shape for both kinds of model.
 
     Attributes
     ----------
@@ -224,6 +231,11 @@ class LmmResult:
     stats : helpers.design.SufficientStats
     optsum : helpers.kernel.OptSummary or None
         The record of the optimisation (start, evaluations, final value and slope, bound, time, method).
+    random : helpers.random_terms.RandomEffects or None
+        Random slopes or several random terms: Z, the term names, theta's structure and names; None for
+        one random intercept.
+    ranef_cov : ndarray, shape (J, q, q), or None
+        With ``random``: the conditional covariances of the random effects (lme4's ``condVar``).
     """
 
     fe_params: pd.Series
@@ -248,6 +260,34 @@ class LmmResult:
     stats: object
     design: object = None
     optsum: object = None
+    random: object = None
+    ranef_cov: object = None
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """The variance components as ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor.
+
+        lme4's row order: each term's variances, then its covariances (``sdcor``: correlations), then
+        ``Residual``; R's term names. For a random intercept: the group's row and ``Residual``.
+        """
+        from .random_terms import varcorr_frame
+
+        return varcorr_frame(self.random, self.theta, self.sigma2_resid, self.group)
+
+    @property
+    def random_effects(self) -> pd.DataFrame:
+        """The conditional modes, one row per group (its label as index), one column per random term
+        (R's names), then their conditional variances (``condvar <term>``); the same shape for a random
+        intercept (columns ``(Intercept)`` and ``condvar (Intercept)``) as for random slopes."""
+        if self.random is not None:
+            return self.ranef
+        return pd.DataFrame(
+            {
+                "(Intercept)": self.ranef.to_numpy(),
+                "condvar (Intercept)": self.ranef_sd.to_numpy() ** 2,
+            },
+            index=self.ranef.index,
+        )
 
     @property
     def reference_levels(self) -> dict:
@@ -286,7 +326,10 @@ class LmmResult:
         if self.design is None:
             raise ValueError("This fit was made from aggregates and has no rows.")
         value = self.design.X @ self.fe_params.to_numpy()
-        if include_random:
+        if include_random and self.random is not None:
+            modes = self.ranef[self.random.names].to_numpy()
+            value = value + np.sum(self.random.Z * modes[self.design.group_codes], axis=1)
+        elif include_random:
             value = value + self.ranef.to_numpy()[self.design.group_codes]
         return value
 
@@ -354,17 +397,22 @@ class LmmResult:
                 "Scaled residuals:",
                 _quantile_line(self.resid() / self.sigma_resid, places=4),
             ]
+        random_table = _fmt_table(
+            [
+                [f" {self.group}", "(Intercept)", variances[0], sds[0]],
+                [" Residual", "", variances[1], sds[1]],
+            ],
+            [" Groups", "Name", "Variance", "Std.Dev."],
+            left=2,
+        )
+        if self.random is not None:
+            from .random_terms import varcorr_table
+
+            random_table = varcorr_table(self.varcorr)
         lines += [
             "",
             "Random effects:",
-            _fmt_table(
-                [
-                    [f" {self.group}", "(Intercept)", variances[0], sds[0]],
-                    [" Residual", "", variances[1], sds[1]],
-                ],
-                [" Groups", "Name", "Variance", "Std.Dev."],
-                left=2,
-            ),
+            random_table,
             f"Number of obs: {self.n_obs}, groups:  {self.group}, {self.n_groups}",
             "",
             "Fixed effects:",
@@ -385,7 +433,9 @@ class LmmResult:
                 cells = [f"{corr[i, j]:.3f}" for j in range(i)]
                 rows.append([names[i]] + cells + [""] * (len(names) - 1 - i))
             lines += ["", "Correlation of Fixed Effects:", _fmt_table(rows, [""] + short[:-1])]
-        if self.singular:
+        if self.singular and self.random is not None:
+            lines += ["", "boundary (singular) fit: see help('isSingular')"]
+        elif self.singular:
             lines += ["", "boundary (singular) fit: the group variance is estimated as exactly 0"]
         if not self.converged:
             lines += ["", "warning: the optimiser did not converge"]
@@ -395,6 +445,11 @@ class LmmResult:
 
     def __repr__(self) -> str:
         terms = ", ".join(f"{k}={v:.6g}" for k, v in self.fe_params.items())
+        if self.random is not None:
+            return (
+                f"LmmResult({self.method}: {terms}; theta={np.round(self.theta, 6).tolist()}, "
+                f"sigma2_resid={self.sigma2_resid:.6g}; n_obs={self.n_obs}, n_groups={self.n_groups})"
+            )
         return (
             f"LmmResult({self.method}: {terms}; sigma2_group={self.sigma2_group:.6g}, "
             f"sigma2_resid={self.sigma2_resid:.6g}; n_obs={self.n_obs}, n_groups={self.n_groups})"

@@ -57,7 +57,9 @@ class ParsedFormula:
         return self.model.bars if self.model is not None else ()
 
 
-def parse_formula(formula: str, group: str | None = None) -> ParsedFormula:
+def parse_formula(
+    formula: str, group: str | None = None, *, random_slopes: bool = False
+) -> ParsedFormula:
     """Parse an lme4-style formula into its fixed-effects part and its grouping column.
 
     Every formula goes through :func:`helpers.formula.parse`, which accepts only column names, numbers,
@@ -71,6 +73,9 @@ def parse_formula(formula: str, group: str | None = None) -> ParsedFormula:
         random-intercept term (``"y ~ x + (1 | g)"``).
     group : str, optional
         The grouping column, when the formula has no ``(1 | g)`` term.
+    random_slopes : bool, default False
+        Accept any random-effects terms of one grouping factor (random slopes, ``||``, several terms;
+        :func:`helpers.random_terms.check_bars`), as :func:`helpers.fit.fit_lmm` does.
 
     Returns
     -------
@@ -94,6 +99,15 @@ def parse_formula(formula: str, group: str | None = None) -> ParsedFormula:
     from .formula import parse
 
     model = parse(formula)
+    if random_slopes:  # any random terms of one grouping factor (helpers.random_terms)
+        from .random_terms import check_bars
+
+        return ParsedFormula(
+            fixed=model.fixed_text,
+            group=check_bars(model.bars, group),
+            response=model.response.label,
+            model=model,
+        )
     groups = []
     for bar in model.bars:
         if bar.double or bar.terms or not bar.intercept:

@@ -1,0 +1,539 @@
+r"""Random-effects terms for one grouping factor: bars -> Z, names, theta's structure and block sums.
+
+This is the counterpart of lme4's ``mkReTrms`` for one grouping factor. A formula's random-effects
+terms (``(1 + x | g)``, ``(x | g)``, ``(0 + x | g)``, ``(x || g)``, or several terms for the same group
+such as ``(1 | g) + (0 + x | g)``) become:
+
+- the random-effects model matrix Z (N x q), built by the package's one formula machinery
+  (:class:`helpers.formula.ModelSpec`), so a factor gets the same codings as in the fixed part and
+  the columns are named as R names them (``(Intercept)``, ``Days``, ``conditionstim``);
+- the structure of the relative covariance factor T: one lower-triangular block per term, in the
+  order written (``(x || g)`` is expanded as lme4 expands it, into ``(1 | g) + (0 + x | g)``), hence
+  lme4's theta (each block's lower triangle, column by column, the blocks one after another), its
+  names (``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ...) and lower bounds (0 on T's
+  diagonal, -inf below it);
+- the per-cluster blocks Z_i'Z_i, Z_i'X_i, Z_i'y_i and the global cross-products, summed once over
+  the rows, which are all :mod:`helpers.kernel` needs: after this pass each evaluation of the
+  criterion costs O(J q^3).
+
+Numerics
+--------
+As for the random intercept (:mod:`helpers.design`), the X-side sums are of Q = X R^{-1} and the
+y-side sums of the OLS residual e = y - X beta_ols, with R and beta_ols of the design's
+:class:`helpers.design.SufficientStats`: residual-sized, well-scaled numbers whatever the offsets and
+units of the data (``Blocks.r_factor`` and ``Response.beta_ols`` map back).
+
+What is supported
+-----------------
+One grouping factor, written as a column (``g``), with any random terms for it. Crossed groupings
+(``(1 | a) + (1 | b)``) and nested ones (``(1 | a/b)``, ``(1 | a:b)``) are refused with a
+:class:`helpers.validate.DataError`. The model must also leave something to estimate:
+
+- fewer random effects than observations, q J < N (lme4's ``check.nobs.vs.nRE``);
+- more clusters than random terms per cluster, J > q: with J <= q clusters the q x q covariance
+  matrix cannot be estimated (its estimate is necessarily singular), so it is refused rather than
+  fitted on its boundary (lme4 fits it and reports a singular fit);
+- no random slope on a variable that is constant within every cluster (its slope cannot vary
+  between clusters: the column is a multiple of the random intercept within each cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from .formula import Formula, ModelSpec
+from .kernel import Blocks, Response, expand_theta, theta_lower_bounds, theta_size
+from .results import r_term_name
+from .validate import DataError
+
+__all__ = [
+    "RandomTerm",
+    "RandomEffects",
+    "check_bars",
+    "needs_random_terms",
+    "bar_columns",
+    "expand_bars",
+    "build_random_effects",
+    "block_sums",
+    "varcorr_frame",
+    "SUPPORTED",
+    "SINGULAR_TOL",
+]
+
+#: What the package fits, for error messages.
+SUPPORTED = (
+    "one grouping factor with any random intercept and slopes for it, e.g. '(1 | g)', '(1 + x | g)', "
+    "'(x || g)' or '(1 | g) + (0 + x | g)'"
+)
+
+#: lme4's ``isSingular`` tolerance: a fit is singular when an element of theta with lower bound 0 (a
+#: diagonal element of T) is below it.
+SINGULAR_TOL = 1e-4
+
+
+def check_bars(bars, group: str | None = None) -> str | None:
+    """The one grouping column of the random-effects terms, or a :class:`DataError`.
+
+    Parameters
+    ----------
+    bars : sequence of helpers.formula.Bar
+    group : str, optional
+        A grouping column given separately (``fit_lmm(..., group=...)``).
+
+    Examples
+    --------
+    >>> from helpers.formula import parse
+    >>> check_bars(parse("y ~ x + (1 | g) + (0 + x | g)").bars)
+    'g'
+    >>> check_bars(parse("y ~ x + (1 | a) + (1 | b)").bars)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The formula has random-effects terms for 2 grouping factors ('a', 'b'); crossed groupings are not supported: this package fits one grouping factor with any random intercept and slopes for it, e.g. '(1 | g)', '(1 + x | g)', '(x || g)' or '(1 | g) + (0 + x | g)'.
+    """
+    groups: list[str] = []
+    for bar in bars:
+        if bar.nested:
+            raise DataError(
+                f"The random-effects term '{bar.text}' has a nested or crossed grouping "
+                f"('{bar.group}'); this package fits {SUPPORTED}. Make one grouping column (for "
+                "example the combination of the two) if that is the model you mean."
+            )
+        if bar.group not in groups:
+            groups.append(bar.group)
+    if len(groups) > 1:
+        shown = ", ".join(repr(g) for g in groups)
+        raise DataError(
+            f"The formula has random-effects terms for {len(groups)} grouping factors ({shown}); "
+            f"crossed groupings are not supported: this package fits {SUPPORTED}."
+        )
+    if groups and group is not None and groups[0] != group:
+        raise DataError(
+            f"The formula groups by '{groups[0]}' but group={group!r} was also given; give only one."
+        )
+    return groups[0] if groups else group
+
+
+def expand_bars(bars) -> list[tuple[bool, tuple]]:
+    """The random-effects terms as lme4 keeps them: one (intercept, terms) block per term.
+
+    ``(x || g)`` becomes ``(1 | g) + (0 + x | g)`` (lme4's ``expandDoubleVerts``: one block for the
+    intercept and one per term, each without an intercept). Terms are ordered by degree, as R's
+    ``model.matrix`` orders them.
+
+    Examples
+    --------
+    >>> from helpers.formula import parse
+    >>> expand_bars(parse("y ~ x + (x + z || g)").bars)
+    [(True, ()), (False, (('x',),)), (False, (('z',),))]
+    >>> expand_bars(parse("y ~ x + (0 + x | g)").bars)
+    [(False, (('x',),))]
+    """
+    out: list[tuple[bool, tuple]] = []
+    for bar in bars:
+        terms = tuple(sorted(bar.terms, key=len))
+        if bar.double:
+            if bar.intercept:
+                out.append((True, ()))
+            out += [(False, (term,)) for term in terms]
+        else:
+            out.append((bar.intercept, terms))
+    for intercept, terms in out:
+        if not intercept and not terms:
+            raise DataError(
+                "A random-effects term has no random effects (it removes the intercept and has no "
+                "variables, as '(0 | g)'); remove it or write '(1 | g)'."
+            )
+    return out
+
+
+def needs_random_terms(bars) -> bool:
+    """Whether the random part is more than one random intercept ``(1 | g)`` (which the random-intercept
+    path fits, from :class:`helpers.design.SufficientStats`).
+
+    Examples
+    --------
+    >>> from helpers.formula import parse
+    >>> needs_random_terms(parse("y ~ x + (1 | g)").bars), needs_random_terms(parse("y ~ x + (x | g)").bars)
+    (False, True)
+    """
+    return bool(bars) and expand_bars(bars) != [(True, ())]
+
+
+def bar_columns(model: Formula) -> list[str]:
+    """The data columns the random-effects terms use (besides the grouping column)."""
+    out: list[str] = []
+    for bar in model.bars:
+        for term in bar.terms:
+            for label in term:
+                out += [c for c in model.variables[label].columns if c not in out]
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class RandomTerm:
+    """One random-effects term (one diagonal block of T), as lme4 keeps it.
+
+    Attributes
+    ----------
+    group : str
+        The grouping column.
+    names : tuple of str
+        The term's columns of Z, named as R names them (``(Intercept)``, ``Days``, ``conditionstim``).
+    spec : helpers.formula.ModelSpec
+        Builds the term's columns for new rows (levels and transform coefficients of the fit).
+    """
+
+    group: str
+    names: tuple
+    spec: ModelSpec
+
+    @property
+    def size(self) -> int:
+        """The number of columns of Z (random effects per cluster) of this term."""
+        return len(self.names)
+
+
+@dataclass(frozen=True, eq=False)
+class RandomEffects:
+    """The random-effects structure of a design and its per-cluster block statistics.
+
+    Attributes
+    ----------
+    group : str
+    terms : tuple of RandomTerm
+        The blocks of T, in lme4's order.
+    Z : ndarray, shape (N, q)
+        The random-effects model matrix of the rows used (read-only).
+    blocks : helpers.kernel.Blocks
+        Z_i'Z_i, Z_i'Q_i per cluster and Q'Q, with R (:mod:`helpers.kernel`).
+    response : helpers.kernel.Response
+        Z_i'e_i per cluster, Q'e, e'e, with beta_ols.
+    """
+
+    group: str
+    terms: tuple
+    Z: np.ndarray
+    blocks: Blocks
+    response: Response
+
+    @property
+    def q(self) -> int:
+        """Random effects per cluster."""
+        return int(self.Z.shape[1])
+
+    @property
+    def names(self) -> list[str]:
+        """The columns of Z, R's names, in order."""
+        return [n for term in self.terms for n in term.names]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [term.size for term in self.terms]
+
+    @property
+    def free(self) -> np.ndarray:
+        """The positions of lme4's theta in the full theta of the q x q T (:func:`helpers.kernel.expand_theta`)."""
+        q = self.q
+        pos, out, start = 0, [], 0
+        for size in self.sizes:
+            for j in range(q):
+                for i in range(j, q):
+                    if start <= j < start + size and i < start + size:
+                        out.append(pos)
+                    pos += 1
+            start += size
+            pos = 0
+        return np.array(sorted(out), dtype=np.int64)
+
+    @property
+    def n_theta(self) -> int:
+        return sum(theta_size(s) for s in self.sizes)
+
+    @property
+    def theta_names(self) -> list[str]:
+        """lme4's names of theta: ``g.(Intercept)``, ``g.x.(Intercept)`` (row, column), ``g.x``."""
+        out = []
+        for term in self.terms:
+            for j in range(term.size):
+                for i in range(j, term.size):
+                    a, b = term.names[i], term.names[j]
+                    out.append(f"{self.group}.{a}" if i == j else f"{self.group}.{a}.{b}")
+        return out
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        """0 for the diagonal elements of T, -inf for the others (lme4's ``lower``)."""
+        return np.concatenate([theta_lower_bounds(s) for s in self.sizes])
+
+    @property
+    def varcorr_groups(self) -> list[str]:
+        """Each term's ``grp`` in ``as.data.frame(VarCorr(m))``: the group, then ``g.1``, ``g.2``, ..."""
+        return [self.group if k == 0 else f"{self.group}.{k}" for k in range(len(self.terms))]
+
+    def full_theta(self, theta) -> np.ndarray:
+        """The kernel's full theta (q (q + 1) / 2 elements) from lme4's theta."""
+        return expand_theta(np.asarray(theta, dtype=float), self.free, self.q)
+
+    def factor(self, theta) -> np.ndarray:
+        """The relative covariance factor T (q x q, lower triangular, block-diagonal)."""
+        from .kernel import theta_to_factor
+
+        return theta_to_factor(self.full_theta(theta), self.q)
+
+    def singular(self, theta) -> bool:
+        """lme4's ``isSingular``: some element of theta with lower bound 0 is below 1e-4."""
+        theta = np.asarray(theta, dtype=float)
+        return bool(np.any(theta[self.theta_lower == 0] < SINGULAR_TOL))
+
+    def z_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """Z for new rows, with the levels and transform coefficients of the fit."""
+        parts = [term.spec.get_model_matrix(data).to_numpy() for term in self.terms]
+        return np.hstack(parts) if parts else np.zeros((len(data), 0))
+
+
+def _block_formula(model: Formula, intercept: bool, terms: tuple) -> Formula:
+    labels = {label for term in terms for label in term}
+    variables = {k: v for k, v in model.variables.items() if k in labels}
+    return Formula(
+        text=model.text, response=None, variables=variables, terms=terms, intercept=intercept
+    )
+
+
+def _grouped(codes: np.ndarray, weights: np.ndarray | None, n_groups: int) -> np.ndarray:
+    return np.bincount(codes, weights=weights, minlength=n_groups)
+
+
+def block_sums(Z, X, y, codes, n_groups: int, r_factor, beta_ols) -> tuple[Blocks, Response]:
+    """The kernel's input for any q from rows, in one pass of grouped sums.
+
+    Parameters
+    ----------
+    Z : ndarray, shape (N, q)
+    X : ndarray, shape (N, p)
+    y : ndarray, shape (N,)
+    codes : ndarray of int, shape (N,)
+    n_groups : int
+    r_factor, beta_ols : ndarray
+        R (X = Q R) and the OLS coefficients (from :class:`helpers.design.SufficientStats`): the sums are
+        of Q = X R^{-1} and e = y - X beta_ols.
+
+    Returns
+    -------
+    (helpers.kernel.Blocks, helpers.kernel.Response)
+
+    Examples
+    --------
+    >>> X = np.column_stack([np.ones(6), np.arange(6.0)])
+    >>> y = np.array([1.0, 2.0, 2.5, 4.0, 4.0, 7.0])
+    >>> r = np.linalg.qr(X, mode="r")
+    >>> beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    >>> blocks, resp = block_sums(X, X, y, np.repeat([0, 1, 2], 2), 3, r, beta)
+    >>> blocks.ztz.shape, blocks.ztx.shape, resp.zty.shape, bool(np.allclose(blocks.xtx, np.eye(2)))
+    ((3, 2, 2), (3, 2, 2), (3, 2), True)
+    """
+    Z = np.asarray(Z, dtype=float)
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    r_factor = np.asarray(r_factor, dtype=float)
+    beta_ols = np.asarray(beta_ols, dtype=float)
+    n, q = Z.shape
+    p = X.shape[1]
+    qmat = scipy.linalg.solve_triangular(r_factor, X.T, trans="T", lower=False).T
+    e = y - X @ beta_ols
+    ones = [bool(np.all(Z[:, a] == 1.0)) for a in range(q)]
+
+    def times(a, values):
+        return values if ones[a] else Z[:, a] * values
+
+    counts = _grouped(codes, None, n_groups).astype(float)
+    ztz = np.empty((n_groups, q, q))
+    for a in range(q):
+        for b in range(a, q):
+            if ones[a] and ones[b]:
+                ztz[:, a, b] = counts
+            else:
+                ztz[:, a, b] = _grouped(
+                    codes, times(a, Z[:, b]) if not ones[b] else Z[:, a], n_groups
+                )
+            ztz[:, b, a] = ztz[:, a, b]
+    ztx = np.empty((n_groups, q, p))
+    zty = np.empty((n_groups, q))
+    for a in range(q):
+        for k in range(p):
+            ztx[:, a, k] = _grouped(codes, times(a, qmat[:, k]), n_groups)
+        zty[:, a] = _grouped(codes, times(a, e), n_groups)
+    blocks = Blocks(ztz=ztz, ztx=ztx, xtx=qmat.T @ qmat, n_obs=n, r_factor=r_factor)
+    resp = Response(zty=zty, xty=qmat.T @ e, yty=np.asarray(float(e @ e)), beta_ols=beta_ols)
+    for value in (ztz, ztx, zty):
+        value.setflags(write=False)
+    return blocks, resp
+
+
+def _check_support(names, Z, codes, n_groups: int, group: str, n_obs: int) -> None:
+    q = len(names)
+    if q * n_groups >= n_obs:
+        raise DataError(
+            f"The random-effects terms give {q} random effects in each of the {n_groups} groups of "
+            f"{group!r}, {q * n_groups} in all, for only {n_obs} observations; the model needs fewer "
+            "random effects than observations (as lme4 requires): drop a random slope or use '(1 | "
+            f"{group})'."
+        )
+    if n_groups <= q:
+        raise DataError(
+            f"The grouping column {group!r} has {n_groups} groups for {q} random effects per group; a "
+            f"{q} x {q} covariance matrix needs at least {q + 1} groups to be estimated: drop a random "
+            "slope, or use the uncorrelated form '(x || g)'."
+        )
+    counts = np.bincount(codes, minlength=n_groups).astype(float)
+    for a, name in enumerate(names):
+        z = Z[:, a]
+        scale = float(np.max(np.abs(z))) if len(z) else 0.0
+        if scale == 0.0:
+            raise DataError(
+                f"The random-effects column {name!r} is zero in every row used; drop it from the "
+                "random-effects term."
+            )
+        if np.all(z == z[0]):
+            continue  # an intercept
+        mean = np.bincount(codes, weights=z, minlength=n_groups) / counts
+        deviation = z - mean[codes]
+        within = float(deviation @ deviation)
+        if within <= n_obs * (1e-10 * scale) ** 2:
+            raise DataError(
+                f"The random slope of {name!r} is on a variable that is constant within every group "
+                f"of {group!r}, so its effect cannot vary between groups; drop it from the "
+                f"random-effects term (keep it as a fixed effect), e.g. '(1 | {group})'."
+            )
+
+
+def build_random_effects(model: Formula, frame: pd.DataFrame, keep, X, y, codes, stats, group):
+    """The :class:`RandomEffects` of a design (called by :func:`helpers.design.build_design`).
+
+    Parameters
+    ----------
+    model : helpers.formula.Formula
+        The parsed formula (its ``bars``).
+    frame : pandas.DataFrame
+        The model's columns on every row (before rows with missing values are dropped: transforms
+        such as ``scale()`` are computed on every row, as R's ``model.frame`` does).
+    keep : ndarray of bool
+        The rows used.
+    X, y, codes : ndarray
+        The fixed-effects model matrix, the response and the group codes of the rows used.
+    stats : helpers.design.SufficientStats
+        R and beta_ols for the well-scaled sums.
+    group : str
+
+    Returns
+    -------
+    RandomEffects
+    """
+    keep = np.asarray(keep, dtype=bool)
+    terms, columns = [], []
+    for intercept, block in expand_bars(model.bars):
+        spec = ModelSpec(_block_formula(model, intercept, block))
+        values = spec.learn(spec.values(frame), keep)
+        values = {k: _subset(v, keep) for k, v in values.items()}
+        names = tuple(r_term_name(n) for n in spec.column_names)
+        matrix = spec.matrix(values, int(keep.sum()))
+        if not np.isfinite(matrix).all():
+            bad = names[int(np.flatnonzero(~np.isfinite(matrix).all(axis=0))[0])]
+            raise DataError(
+                f"The random-effects column {bad!r} is infinite or undefined in some rows used (for "
+                "example log of 0); change the transformation or remove those rows."
+            )
+        terms.append(RandomTerm(group=group, names=names, spec=spec))
+        columns.append(matrix)
+    Z = np.ascontiguousarray(np.hstack(columns))
+    names = [n for term in terms for n in term.names]
+    n_groups = stats.n_groups
+    _check_support(names, Z, codes, n_groups, group, len(y))
+    blocks, resp = block_sums(Z, X, y, codes, n_groups, stats.r_factor, stats.beta_ols)
+    blocks._cache("r_inv", lambda: stats.r_inverse)
+    Z.setflags(write=False)
+    return RandomEffects(group=group, terms=tuple(terms), Z=Z, blocks=blocks, response=resp)
+
+
+def _subset(value, rows):
+    from .formula import Factor
+
+    if isinstance(value, Factor):
+        return Factor(value.codes[rows], value.levels, value.names, value.ordered)
+    return value[rows]
+
+
+def varcorr_frame(random: RandomEffects | None, theta, sigma2: float, group: str) -> pd.DataFrame:
+    """``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor, in lme4's row order.
+
+    Per term, the variances, then the covariances (correlations in ``sdcor``) of each pair in order;
+    ``Residual`` last. ``random`` None is the random intercept ``(1 | group)`` with a scalar theta.
+    """
+    rows = []
+    if random is None:
+        t = float(np.ravel(theta)[0])
+        rows.append((group, "(Intercept)", None, t * t * sigma2, abs(t) * np.sqrt(sigma2)))
+    else:
+        factor = random.factor(theta)
+        cov = sigma2 * factor @ factor.T
+        start = 0
+        for grp, term in zip(random.varcorr_groups, random.terms, strict=True):
+            idx = range(start, start + term.size)
+            sd = np.sqrt(np.diag(cov)[start : start + term.size])
+            for k, i in enumerate(idx):
+                rows.append((grp, term.names[k], None, cov[i, i], sd[k]))
+            for a in range(term.size):
+                for b in range(a + 1, term.size):
+                    c = cov[start + a, start + b]
+                    denom = sd[a] * sd[b]
+                    corr = c / denom if denom > 0 else np.nan
+                    if np.isfinite(corr):
+                        corr = float(np.clip(corr, -1.0, 1.0))
+                    rows.append((grp, term.names[a], term.names[b], c, corr))
+            start += term.size
+    rows.append(("Residual", None, None, sigma2, np.sqrt(sigma2)))
+    frame = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+    for column in ("var1", "var2"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    frame["vcov"] = frame["vcov"].astype(float)
+    frame["sdcor"] = frame["sdcor"].astype(float)
+    return frame
+
+
+def varcorr_table(varcorr: pd.DataFrame) -> str:
+    """The random-effects block of lme4's ``summary``: Groups, Name, Variance, Std.Dev., Corr.
+
+    Each term's variances one per line (the group named on its first line), each line followed by
+    its correlations with the term's earlier columns (two decimals), then ``Residual``.
+    """
+    from .results import _column, _fmt_table
+
+    variances = varcorr[varcorr["var2"].isna()]
+    var_text = dict(zip(variances.index, _column(variances["vcov"].to_numpy()), strict=True))
+    sd_text = dict(zip(variances.index, _column(variances["sdcor"].to_numpy()), strict=True))
+    corr = {(r.grp, r.var1, r.var2): r.sdcor for r in varcorr[varcorr["var2"].notna()].itertuples()}
+    width = max((len(variances[variances["grp"] == g]) for g in variances["grp"]), default=1)
+    rows = []
+    previous: dict[str, list] = {}
+    for idx, r in variances.iterrows():
+        if r["grp"] == "Residual":
+            rows.append([" Residual", "", var_text[idx], sd_text[idx]] + [""] * (width - 1))
+            continue
+        earlier = previous.setdefault(r["grp"], [])
+        shown_group = r["grp"].split(".")[0] if not earlier else ""
+        cells = []
+        for other in earlier:
+            value = corr.get((r["grp"], other, r["var1"]), np.nan)
+            cells.append("" if not np.isfinite(value) else f"{value:.2f}")
+        rows.append(
+            [f" {shown_group}", r["var1"], var_text[idx], sd_text[idx]]
+            + cells
+            + [""] * (width - 1 - len(cells))
+        )
+        earlier.append(r["var1"])
+    header = [" Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if width > 1 else [])
+    header += [""] * (width - 1 - (1 if width > 1 else 0))
+    return _fmt_table(rows, header, left=2)
