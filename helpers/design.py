@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,21 +26,28 @@ import scipy.linalg
 
 from ._blas import single_blas_thread
 from .formula import Factor, ModelSpec, Name
-from .validate import DataError, check_columns, check_finite, parse_formula
+from .validate import (
+    DataError,
+    RowsDroppedWarning,
+    check_columns,
+    check_enough_rows,
+    check_finite,
+    check_groups,
+    drop_missing,
+    parse_formula,
+)
 
 __all__ = [
     "RowsDroppedWarning",
+    "RowsUnavailable",
     "model_columns",
     "SufficientStats",
     "Design",
+    "Rows",
     "build_design",
     "sufficient_stats",
     "stats_from_cross_products",
 ]
-
-
-class RowsDroppedWarning(UserWarning):
-    """Rows were dropped because a model variable was missing in them."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +74,11 @@ class SufficientStats:
         The within-cluster cross-products of ``Q`` and ``e`` (deviations from their cluster means). They
         equal ``I - sum_i s_q,i s_q,i' / n_i`` and so on, but are summed from the deviations directly, which
         keeps the objective accurate when theta is large and between-cluster information nearly vanishes.
+
+    The statistics are read-only by construction: every array is made non-writeable when the object is
+    made (an array that owns its memory is frozen in place, any other is copied first, since it could
+    be changed through the array it views), and the scalars are stored as floats. Unpickling goes
+    through the constructor too.
     """
 
     counts: np.ndarray
@@ -77,6 +90,20 @@ class SufficientStats:
     within_qq: np.ndarray
     within_qe: np.ndarray
     within_ee: float
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, np.ndarray):
+                if value.base is not None:
+                    value = value.copy()
+                value.setflags(write=False)
+            else:
+                value = float(value)
+            object.__setattr__(self, item.name, value)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), tuple(getattr(self, item.name) for item in fields(self)))
 
     @property
     def n_obs(self) -> int:
@@ -128,10 +155,7 @@ def _qr(X: np.ndarray, term_names, n_rows: int | None = None) -> tuple[np.ndarra
     n = n if n_rows is None else n_rows
     if p == 0:
         raise DataError("The formula has no fixed effects; keep at least an intercept ('y ~ 1').")
-    if n <= p:
-        raise DataError(
-            f"Only {n} complete rows for {p} fixed effects; the model needs more rows than coefficients."
-        )
+    check_enough_rows(n, p)
     q, r = np.linalg.qr(X, mode="reduced")
     norms = np.linalg.norm(X, axis=0)
     tol = max(X.shape[0], p) * np.finfo(float).eps * 10
@@ -214,27 +238,17 @@ def sufficient_stats(
         for k in range(p):
             sum_q[:, k] = np.bincount(codes, weights=q[:, k], minlength=n_groups)
             q_within[:, k] = q[:, k] - (sum_q[:, k] * inv_n)[codes]
-        return _frozen(
-            SufficientStats(
-                counts=counts.astype(np.int64),
-                sum_q=sum_q,
-                sum_e=sum_e,
-                ete=float(e @ e),
-                r_factor=r,
-                beta_ols=beta_ols,
-                within_qq=q_within.T @ q_within,
-                within_qe=q_within.T @ e_within,
-                within_ee=float(e_within @ e_within),
-            )
+        return SufficientStats(
+            counts=counts.astype(np.int64),
+            sum_q=sum_q,
+            sum_e=sum_e,
+            ete=float(e @ e),
+            r_factor=r,
+            beta_ols=beta_ols,
+            within_qq=q_within.T @ q_within,
+            within_qe=q_within.T @ e_within,
+            within_ee=float(e_within @ e_within),
         )
-
-
-def _frozen(stats: SufficientStats) -> SufficientStats:
-    """Make the arrays read-only, so no later call can change the statistics a result rests on."""
-    for value in list(vars(stats).values()):
-        if isinstance(value, np.ndarray):
-            value.setflags(write=False)
-    return stats
 
 
 def cell_sufficient_stats(
@@ -306,18 +320,16 @@ def cell_sufficient_stats(
     sum_e = np.bincount(group, weights=n * ebar, minlength=n_groups)
     dq = q - (sum_q / counts[:, None])[group]
     de = ebar - (sum_e / counts)[group]
-    return _frozen(
-        SufficientStats(
-            counts=counts.astype(np.int64),
-            sum_q=sum_q,
-            sum_e=sum_e,
-            ete=float(within_ss.sum() + n @ (ebar * ebar)),
-            r_factor=r,
-            beta_ols=beta_ols,
-            within_qq=(dq * n[:, None]).T @ dq,
-            within_qe=(dq * n[:, None]).T @ de,
-            within_ee=float(within_ss.sum() + n @ (de * de)),
-        )
+    return SufficientStats(
+        counts=counts.astype(np.int64),
+        sum_q=sum_q,
+        sum_e=sum_e,
+        ete=float(within_ss.sum() + n @ (ebar * ebar)),
+        r_factor=r,
+        beta_ols=beta_ols,
+        within_qq=(dq * n[:, None]).T @ dq,
+        within_qe=(dq * n[:, None]).T @ de,
+        within_ee=float(within_ss.sum() + n @ (de * de)),
     )
 
 
@@ -400,29 +412,55 @@ def stats_from_cross_products(
     sum_e = sum_y - sum_x @ beta_ols
     inv_n = 1.0 / np.maximum(counts, 1)
     # Q'Q = I and Q'e = 0, so the within cross-products follow from the sums (rows are not at hand here)
-    return _frozen(
-        SufficientStats(
-            counts=counts,
-            sum_q=sum_q,
-            sum_e=sum_e,
-            ete=max(ete, 0.0),
-            r_factor=chol,
-            beta_ols=beta_ols,
-            within_qq=np.eye(p) - (sum_q * inv_n[:, None]).T @ sum_q,
-            within_qe=-(sum_q.T @ (inv_n * sum_e)),
-            within_ee=max(ete - float(inv_n @ (sum_e * sum_e)), 0.0),
-        )
+    return SufficientStats(
+        counts=counts,
+        sum_q=sum_q,
+        sum_e=sum_e,
+        ete=max(ete, 0.0),
+        r_factor=chol,
+        beta_ols=beta_ols,
+        within_qq=np.eye(p) - (sum_q * inv_n[:, None]).T @ sum_q,
+        within_qe=-(sum_q.T @ (inv_n * sum_e)),
+        within_ee=max(ete - float(inv_n @ (sum_e * sum_e)), 0.0),
     )
 
 
+class RowsUnavailable(ValueError):
+    """Row-level data were asked of a design whose sums came from a file (no rows were loaded)."""
+
+
 @dataclass(frozen=True, eq=False)
-class Design:
-    """The model matrices of a fit, and (with a grouping column) its sufficient statistics.
+class Rows:
+    """The row-level arrays of a design whose rows were in memory.
 
     Attributes
     ----------
     X : ndarray, shape (N, p)
+        The fixed-effects model matrix.
     y : ndarray, shape (N,)
+        The response (minus any offsets).
+    group_codes : ndarray of int, shape (N,), or None
+        The cluster of each row, 0 .. J - 1 (None without a grouping column).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    group_codes: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """A checked model: its terms, levels, counts and dropped rows, and its sufficient statistics.
+
+    One class for both front ends. :func:`build_design` makes it from rows in memory and keeps the
+    row-level arrays (``rows``: ``X``, ``y`` and ``group_codes``). :func:`helpers.large.design_from_file`
+    makes it from a file whose rows DuckDB reduced to sums without loading them: then ``rows`` is None,
+    and asking for ``X``, ``y`` or ``group_codes`` raises :class:`RowsUnavailable`, saying so. Every fit,
+    decomposition and figure needs only ``stats``; residuals, fitted values, cluster-robust standard
+    errors and the quasi-demeaned refit need the rows.
+
+    Attributes
+    ----------
     term_names : list of str
         Fixed-effect names in the package's convention (``Intercept``, ``condition[T.stim]``,
         ``scale(age)``; :func:`helpers.results.r_term_name` gives R's names).
@@ -430,45 +468,98 @@ class Design:
     formula : str
         The formula as given.
     group : str or None
-    group_codes : ndarray of int or None
-        The cluster of each row, 0 .. J - 1.
     group_labels : pandas.Index or None
         The cluster labels, in code order.
     stats : SufficientStats or None
+        The per-cluster sufficient statistics (None without a grouping column); read-only.
     n_dropped : int
         Rows dropped for missing values.
     dropped_by_column : dict
         Missing values per model column, among the dropped rows.
-    model_spec : helpers.formula.ModelSpec
+    model_spec : helpers.formula.ModelSpec or None
         The parsed formula with the levels and transform coefficients learned from the data, to build
         the same columns for new data.
     reference_levels : dict
         Each factor coded by treatment contrasts -> its reference (first) level, as R prints it
         (``{"condition": "unstim"}``). Levels are sorted as R sorts them in the C locale.
+    levels : dict
+        Each categorical variable -> its levels in model order (the first is the reference).
+    rows : Rows or None
+        The row-level arrays; None when the sums came from a file.
+    path : str or None
+        The file the sums came from (None for rows in memory).
     random : helpers.random_terms.RandomEffects or None
         Random slopes or several random terms (``(1 + x | g)``, ``(x || g)``, ...): Z, theta's
         structure and the per-cluster blocks Z_i'Z_i, Z_i'X_i, Z_i'y_i. None for one random
         intercept, which ``stats`` describes completely.
     """
 
-    X: np.ndarray
-    y: np.ndarray
-    term_names: list
+    term_names: list[str]
     response: str
     formula: str
     group: str | None
-    group_codes: np.ndarray | None
     group_labels: pd.Index | None
     stats: SufficientStats | None
-    n_dropped: int
-    dropped_by_column: dict = field(default_factory=dict)
-    model_spec: object = None
-    reference_levels: dict = field(default_factory=dict)
+    n_dropped: int = 0
+    dropped_by_column: dict[str, int] = field(default_factory=dict)
+    model_spec: ModelSpec | None = None
+    reference_levels: dict[str, object] = field(default_factory=dict)
+    levels: dict[str, list] = field(default_factory=dict)
+    rows: Rows | None = None
+    path: str | None = None
     random: object = None  # helpers.random_terms.RandomEffects
+
+    def _rows(self, what: str) -> Rows:
+        if self.rows is None:
+            name = Path(self.path).name if self.path else "the file"
+            raise RowsUnavailable(
+                f"This design has no {what}: its sums were computed from {name!r} by DuckDB without "
+                "loading the rows. Build it from the rows (read the file with pandas and call "
+                "build_design, or run the report without --large) for row-level results."
+            )
+        return self.rows
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the row-level arrays are at hand (False when the sums came from a file)."""
+        return self.rows is not None
+
+    @property
+    def source(self) -> str:
+        """``"rows"`` (in memory) or ``"duckdb"`` (sums computed from the file)."""
+        return "rows" if self.rows is not None else "duckdb"
+
+    @property
+    def X(self) -> np.ndarray:  # noqa: N802 (the model matrix is X everywhere in the notebooks)
+        """The fixed-effects model matrix (N, p); :class:`RowsUnavailable` without rows."""
+        return self._rows("model matrix X").X
+
+    @property
+    def y(self) -> np.ndarray:
+        """The response (N,); :class:`RowsUnavailable` without rows."""
+        return self._rows("response vector y").y
+
+    @property
+    def group_codes(self) -> np.ndarray | None:
+        """The cluster of each row, 0 .. J - 1; :class:`RowsUnavailable` without rows."""
+        return self._rows("row-level cluster codes").group_codes
 
     @property
     def n_obs(self) -> int:
-        return int(self.y.shape[0])
+        """Rows used by the fit (complete rows)."""
+        if self.rows is not None:
+            return int(self.rows.y.shape[0])
+        return self.stats.n_obs
+
+    @property
+    def n_rows(self) -> int:
+        """Rows before the drop of rows with missing values."""
+        return self.n_obs + int(self.n_dropped)
+
+    @property
+    def n_groups(self) -> int:
+        """Clusters (0 without a grouping column)."""
+        return 0 if self.group_labels is None else len(self.group_labels)
 
 
 def model_columns(
@@ -549,7 +640,8 @@ def build_design(
     formula: str,
     group: str | None = None,
     *,
-    path: str = "auto",
+    method: str = "auto",
+    path: str | None = None,
     random_slopes: bool = False,
 ) -> Design:
     """Turn a DataFrame and a formula into model matrices and sufficient statistics.
@@ -562,11 +654,13 @@ def build_design(
     group : str, optional
         The grouping column, when the formula has no ``(1 | group)`` term. Without either, the design has
         no clusters (as pooled OLS needs).
-    path : {"auto", "rows", "cells"}, default "auto"
+    method : {"auto", "rows", "cells"}, default "auto"
         How the sufficient statistics are summed. When every predictor is categorical, X has only a few
         distinct rows ("cells"), and the statistics follow from one pass of counts, sums and squares per
         cluster and cell (:func:`cell_sufficient_stats`); "auto" takes that path whenever it applies.
         "rows" forces the general row-level path (:func:`sufficient_stats`); both give the same numbers.
+    path : str, optional
+        The former name of ``method`` (deprecated: elsewhere ``path`` means a file).
 
     random_slopes : bool, default False
         Accept any random-effects terms of one grouping factor (``(1 + x | g)``, ``(x || g)``,
@@ -591,6 +685,11 @@ def build_design(
     >>> d.term_names, d.group, d.stats.counts.tolist()
     (['Intercept', 'arm[T.b]'], 'g', [2, 2])
     """
+    if path is not None:
+        warnings.warn(
+            "build_design(path=...) is renamed method=...", DeprecationWarning, stacklevel=2
+        )
+        method = path
     if not isinstance(data, pd.DataFrame):
         raise DataError(
             f"Expected the data as a pandas DataFrame, got {type(data).__name__}; "
@@ -608,22 +707,10 @@ def build_design(
     n_dropped = int((~keep).sum())
     dropped_by_column = {c: int(missing[c].to_numpy()[~keep].sum()) for c in columns}
     dropped_by_column = {c: k for c, k in dropped_by_column.items() if k}
-    if n_dropped:
-        detail = ", ".join(f"{c}: {k}" for c, k in dropped_by_column.items())
-        warnings.warn(
-            f"Dropped {n_dropped} of {len(frame)} rows with missing values ({detail}).",
-            RowsDroppedWarning,
-            stacklevel=3,
-        )
+    drop_missing(len(frame), dropped_by_column, n_dropped, columns, stacklevel=3)
     complete = frame.loc[keep] if n_dropped else frame
     # after the drop, as R does: an infinite value in a dropped row is no error
     check_finite(complete, columns)
-    if len(complete) == 0:
-        raise DataError(
-            "No rows are left after dropping rows with missing values in "
-            + ", ".join(repr(c) for c in columns)
-            + "; check which columns are empty."
-        )
 
     # the variables are computed on every row before the drop, as R's model.frame computes them (so
     # scale() and poly() see the same rows as in R); the levels then come from the rows kept
@@ -652,10 +739,10 @@ def build_design(
             "predictor."
         )
     cells = None
-    if path != "rows" and parsed.group is not None:
+    if method != "rows" and parsed.group is not None:
         cells = _cells(values, len(y))
-    if path == "cells" and cells is None:
-        raise ValueError("path='cells' needs only categorical predictors")
+    if method == "cells" and cells is None:
+        raise ValueError("method='cells' needs only categorical predictors")
     if cells is None:
         X = spec.matrix(values, len(y))
     else:
@@ -673,17 +760,7 @@ def build_design(
             _qr(X, term_names)  # rank check only
     else:
         codes, labels = _encode_groups(complete[parsed.group])
-        if len(labels) < 2:
-            raise DataError(
-                f"The grouping column {parsed.group!r} has {len(labels)} distinct value(s) after dropping "
-                "rows with missing values; a random intercept needs at least 2 groups."
-            )
-        if len(labels) >= len(y):
-            raise DataError(
-                f"The grouping column {parsed.group!r} has as many groups ({len(labels)}) as rows; with one "
-                "row per group the group and residual variances cannot be told apart. Check the grouping "
-                "column."
-            )
+        check_groups(parsed.group, len(labels), len(y))
         if cells is None:
             stats = sufficient_stats(X, y, codes, len(labels), term_names)
         else:
@@ -695,13 +772,10 @@ def build_design(
         if needs_random_terms(model.bars):
             random = build_random_effects(model, frame, keep, X, y, codes, stats, parsed.group)
     return Design(
-        X=X,
-        y=y,
         term_names=term_names,
         response=parsed.response,
         formula=formula,
         group=parsed.group,
-        group_codes=codes,
         group_labels=labels,
         stats=stats,
         n_dropped=n_dropped,
@@ -709,7 +783,14 @@ def build_design(
         model_spec=spec,
         reference_levels=dict(spec.reference_levels),
         random=random,
+        levels=spec_levels(spec),
+        rows=Rows(X, y, codes),
     )
+
+
+def spec_levels(spec: ModelSpec) -> dict[str, list]:
+    """Each categorical variable of a fitted :class:`helpers.formula.ModelSpec` -> its levels in order."""
+    return {label: list(found[0]) for label, found in spec.levels.items()}
 
 
 def _subset(value, rows):

@@ -346,10 +346,7 @@ class _Parser:
         if not self.at("~"):
             token = self.peek()
             if token.kind == "end":
-                raise DataError(
-                    f"The formula {self.text!r} has no '~'. Write it as 'response ~ predictors + "
-                    "(1 | group)'."
-                )
+                raise _no_tilde(self.text)
             raise DataError(
                 f"The formula {self.text!r} has a syntax error: {token.text!r} where an operator was expected; check "
                 "its brackets and operators."
@@ -642,6 +639,12 @@ class _Model:
         return [label for label in self.variables if label in term]
 
 
+def _no_tilde(formula: object) -> DataError:
+    return DataError(
+        f"The formula {formula!r} has no '~'. Write it as 'response ~ predictors + (1 | group)'."
+    )
+
+
 def parse(formula: str) -> Formula:
     """Parse an R model formula, refusing anything that is not on the supported list.
 
@@ -669,9 +672,7 @@ def parse(formula: str) -> Formula:
     helpers.validate.DataError: The formula 'y ~ x + os.system(1)' uses 'os.system(...)', which is not a supported function; a formula may contain column names (bare, or in backticks for any other name), numbers, the operators + - * : ^ and parentheses, 0 / 1 / -1 for the intercept, one '(1 | group)' term, arithmetic (+ - * / ^) inside I() and inside the functions, and the functions factor, C, scale, center, poly, I, log, exp, sqrt, np.log, np.exp, np.sqrt, offset (scale also takes center = and scale =, poly takes degree =).
     """
     if not isinstance(formula, str) or "~" not in formula:
-        raise DataError(
-            f"The formula {formula!r} has no '~'. Write it as 'response ~ predictors + (1 | group)'."
-        )
+        raise _no_tilde(formula)
     lhs, rhs = _Parser(formula).formula()
     if lhs is None:
         raise DataError(
@@ -896,10 +897,9 @@ class ModelSpec:
 
     # -- values
     def _column(self, data: pd.DataFrame, name: str) -> pd.Series:
-        if name not in data.columns:
-            from .validate import _suggest
+        from .validate import check_present
 
-            raise DataError(f"Column {name!r} is not in the data.{_suggest(name, data.columns)}")
+        check_present([name], data.columns)
         return data[name]
 
     def _numbers(self, data: pd.DataFrame, name: str, context: str) -> np.ndarray:

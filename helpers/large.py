@@ -57,21 +57,38 @@ import gzip
 import io
 import os
 import re
-import warnings
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .design import RowsDroppedWarning, SufficientStats, stats_from_cross_products
+from .design import Design, SufficientStats, spec_levels, stats_from_cross_products
 from .formula import Factor, ModelSpec, Name
-from .validate import DataError, check_columns, parse_formula
+from .validate import (
+    DataError,
+    check_column_type,
+    check_enough_rows,
+    check_groups,
+    check_has_rows,
+    check_infinite,
+    check_not_empty,
+    check_present,
+    check_reference_column,
+    check_reference_level,
+    check_response_kind,
+    drop_missing,
+    parse_formula,
+    require_group,
+)
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
-    "FileDesign",
     "NA_STRINGS",
     "check_file",
     "csv_header",
@@ -79,6 +96,9 @@ __all__ = [
     "file_format",
     "file_columns",
     "design_from_file",
+    "check_file_types",
+    "is_read_error",
+    "read_error",
     "fit_lmm_file",
     "ols_from_stats",
 ]
@@ -499,7 +519,10 @@ def is_read_error(exc: BaseException) -> bool:
     return pyarrow is not None and isinstance(exc, pyarrow.ArrowException)
 
 
-def _read_error(path, fmt: str, exc: Exception) -> DataError:
+def read_error(path: str | os.PathLike, fmt: str, exc: BaseException) -> DataError:
+    """The :class:`DataError` for a file a reader failed on (``exc``, for which :func:`is_read_error`
+    holds): its first meaningful line, with the file's full path shortened to its name.
+    """
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     first = lines[0] if lines else type(exc).__name__
     # DuckDB's CSV errors name the line first and explain on a later line; keep the explanation
@@ -542,7 +565,7 @@ def file_columns(path, connection=None) -> dict:
     except Exception as exc:
         if not is_read_error(exc):  # a bug of ours, not a bad file
             raise
-        raise _read_error(path, fmt, exc) from None
+        raise read_error(path, fmt, exc) from None
     finally:
         if connection is None:
             con.close()
@@ -592,65 +615,6 @@ def _is_float(kind: str) -> bool:
     return kind in ("FLOAT", "DOUBLE")
 
 
-@dataclass(frozen=True, eq=False)
-class FileDesign:
-    """The sufficient statistics of a file, and what the scan learned about its rows.
-
-    It carries the fields of :class:`helpers.design.Design` that do not need rows.
-
-    Attributes
-    ----------
-    path : str
-    formula : str
-    response : str
-    group : str
-    term_names : list of str
-        Fixed-effect names in the package's convention (``Intercept``, ``condition[T.stim]``).
-    group_labels : pandas.Index
-        The cluster labels, sorted.
-    stats : helpers.design.SufficientStats
-    n_rows : int
-        Rows in the file.
-    n_dropped : int
-        Rows dropped for a missing value in a model column.
-    dropped_by_column : dict
-        Missing values per model column, among the dropped rows.
-    levels : dict
-        Categorical predictor -> its levels in model order (the first is the reference).
-    numeric : list of str
-        The numeric predictors.
-    reference_levels : dict
-        Each factor coded by treatment contrasts -> its reference (first) level.
-    shifts : dict
-        The centring shift of the response, of each numeric predictor and of each product of numeric
-        predictors that an interaction needs (named ``"x1:x2"``).
-    """
-
-    path: str
-    formula: str
-    response: str
-    group: str
-    term_names: list
-    group_labels: pd.Index
-    stats: SufficientStats
-    n_rows: int
-    n_dropped: int
-    dropped_by_column: dict = field(default_factory=dict)
-    levels: dict = field(default_factory=dict)
-    numeric: list = field(default_factory=list)
-    shifts: dict = field(default_factory=dict)
-    reference_levels: dict = field(default_factory=dict)
-
-    @property
-    def n_obs(self) -> int:
-        """Complete rows used by the fit."""
-        return self.stats.n_obs
-
-    @property
-    def n_groups(self) -> int:
-        return self.stats.n_groups
-
-
 def _parse_terms(parsed):
     """The response, the predictors, and each term's columns; a DataError for what SQL cannot compute."""
     model = parsed.model
@@ -695,14 +659,14 @@ def _parquet_dictionary_levels(path, column: str):
 
 
 def design_from_file(
-    path,
+    path: str | os.PathLike,
     formula: str,
     *,
     group: str | None = None,
-    reference: dict | None = None,
+    reference: Mapping[str, object] | None = None,
     centre_rows: int | None = 1_000_000,
-    connection=None,
-) -> FileDesign:
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> Design:
     """Compute a model's sufficient statistics from a CSV or Parquet file, in one DuckDB scan.
 
     Parameters
@@ -724,17 +688,20 @@ def design_from_file(
 
     Returns
     -------
-    FileDesign
+    helpers.design.Design
+        Without rows (``design.rows`` is None, ``design.path`` is the file): the statistics, terms,
+        levels, counts and dropped rows, as :func:`helpers.design.build_design` gives them.
 
     Raises
     ------
     DataError
         For a missing or unreadable file, a column not in it, a non-numeric response, a grouping column
         with fewer than 2 levels, an absent reference level, or a formula the path cannot compute.
+        The checks are those of :mod:`helpers.validate`, applied to what the schema and the scan give.
 
     Warns
     -----
-    helpers.design.RowsDroppedWarning
+    helpers.validate.RowsDroppedWarning
         When rows with missing values are dropped, saying how many.
 
     Examples
@@ -744,32 +711,26 @@ def design_from_file(
     >>> path = Path(tempfile.mkdtemp()) / "sleep.parquet"
     >>> load_dataset("sleepstudy").to_parquet(path)
     >>> d = design_from_file(path, "Reaction ~ Days + (1 | Subject)")
-    >>> d.term_names, d.n_obs, d.n_groups, d.n_dropped
-    (['Intercept', 'Days'], 180, 18, 0)
+    >>> d.term_names, d.n_obs, d.n_groups, d.n_dropped, d.source
+    (['Intercept', 'Days'], 180, 18, 0, 'duckdb')
     """
     fmt = check_file(path)
+    name = Path(path).name
     reference = dict(reference or {})
     parsed = parse_formula(formula, group)
-    if parsed.group is None:
-        raise DataError(
-            "The formula has no random intercept: add '(1 | group)' with your grouping column, for "
-            "example 'y ~ x + (1 | cluster)'."
-        )
+    group = require_group(parsed.group)
     response, variables, terms = _parse_terms(parsed)
-    group = parsed.group
+    model_columns = list(dict.fromkeys([response] + variables + [group]))
 
     con = connection or _connect()
     try:
         types = file_columns(path, con)
+        check_present(model_columns + list(reference), list(types))
+        check_file_types(types, model_columns, group)
         names = list(types) if fmt != "parquet" else None
         source = _source_sql(path, fmt, names=names)
         _check_case_collisions(path, fmt, types)
-        if not con.execute(f"SELECT 1 FROM {source} LIMIT 1").fetchall():
-            raise DataError(f"File {Path(path).name!r} has no data rows.")
-        model_columns = list(dict.fromkeys([response] + variables + [group]))
-        # existence, with validate's own message and suggestions (the values are stand-ins)
-        stand_in = pd.DataFrame({c: [0.0] for c in types})
-        check_columns(stand_in, model_columns + list(reference))
+        check_has_rows(name, len(con.execute(f"SELECT 1 FROM {source} LIMIT 1").fetchall()))
         # DuckDB guesses types from a sample and can take numbers for text (or dates: 'inf'):
         # a model column whose values all read as numbers, as pandas reads them, is numeric
         forced = {}
@@ -786,24 +747,13 @@ def design_from_file(
         if forced:
             types = {**types, **forced}
             source = _source_sql(path, fmt, forced, names=names)
-        if not _is_numeric(types[response]) or types[response] == "BOOLEAN":
-            raise DataError(
-                f"The response {response!r} is not numeric (type {types[response]}); convert it to "
-                "numbers first."
-            )
+        kind = types[response]
+        check_response_kind(response, kind, _is_numeric(kind) and kind != "BOOLEAN")
         # a logical column is a factor with levels FALSE and TRUE, as R treats it
         numeric = [v for v in variables if _is_numeric(types[v]) and types[v] != "BOOLEAN"]
         categorical = [v for v in variables if v not in numeric]
         for column in reference:
-            if column not in model_columns:
-                raise DataError(
-                    f"The reference level is set for {column!r}, which the formula does not use."
-                )
-            if _is_numeric(types[column]):
-                raise DataError(
-                    f"The reference level is set for {column!r}, which is numeric; a reference level "
-                    "applies to a text (categorical) column."
-                )
+            check_reference_column(column, model_columns, _is_numeric(types[column]))
         atoms = list(dict.fromkeys(_atom(names, numeric) for names in terms))
         atoms = [a for a in atoms if a]
         cells, shifts, missing = _scan(
@@ -817,46 +767,24 @@ def design_from_file(
     except Exception as exc:
         if not is_read_error(exc):  # a bug of ours, not a bad file
             raise
-        raise _read_error(path, fmt, exc) from None
+        raise read_error(path, fmt, exc) from None
     finally:
         if connection is None:
             con.close()
 
     n_all = int(cells["n_rows"].sum()) if len(cells) else 0
-    if n_all == 0:
-        raise DataError(f"File {Path(path).name!r} has no data rows.")
+    check_has_rows(name, n_all)
     for column in model_columns:
-        if missing.get(column, 0) == n_all:
-            raise DataError(
-                f"Column {column!r} is entirely missing ({n_all} rows, all empty); fill it or drop it "
-                "from the formula."
-            )
+        check_not_empty(column, n_all, missing.get(column, 0))
     complete = cells[cells["n"] > 0].reset_index(drop=True)
     n_obs = int(complete["n"].sum())
     n_dropped = n_all - n_obs
     dropped_by_column = {c: int(missing[c]) for c in model_columns if missing.get(c, 0)}
-    if n_dropped:
-        detail = ", ".join(f"{c}: {k}" for c, k in dropped_by_column.items())
-        warnings.warn(
-            f"Dropped {n_dropped} of {n_all} rows with missing values ({detail}).",
-            RowsDroppedWarning,
-            stacklevel=2,
-        )
-    if n_obs == 0:
-        raise DataError(
-            "No rows are left after dropping rows with missing values in "
-            + ", ".join(repr(c) for c in model_columns)
-            + "; check which columns are empty."
-        )
+    drop_missing(n_all, dropped_by_column, n_dropped, model_columns, stacklevel=2)
 
     for column, wanted in reference.items():
         key = "__group" if column == group else column
-        seen = sorted({str(v) for v in cells[key].dropna()})
-        if str(wanted) not in seen:
-            shown = ", ".join(repr(v) for v in seen[:12])
-            raise DataError(
-                f"Reference level {wanted!r} is not a value of column {column!r}; its levels are {shown}."
-            )
+        check_reference_level(column, wanted, sorted({str(v) for v in cells[key].dropna()}))
     levels, is_ordered = {}, {}
     for column in categorical:
         wanted = reference.get(column)
@@ -873,17 +801,7 @@ def design_from_file(
         levels[column] = ordered
 
     labels = sorted(set(complete["__group"].tolist()), key=lambda v: (str(type(v)), v))
-    if len(labels) < 2:
-        raise DataError(
-            f"The grouping column {group!r} has {len(labels)} distinct value(s) after dropping rows with "
-            "missing values; a random intercept needs at least 2 groups (and ideally 5 or more)."
-        )
-    if len(labels) >= n_obs:
-        raise DataError(
-            f"The grouping column {group!r} has as many groups ({len(labels)}) as rows; with one row "
-            "per group the group and residual variances cannot be told apart. Check the grouping "
-            "column."
-        )
+    check_groups(group, len(labels), n_obs)
     codes = pd.Index(labels).get_indexer(complete["__group"])
 
     # The model's columns on each cell, built as for rows (helpers.formula.ModelSpec). The numeric
@@ -902,11 +820,7 @@ def design_from_file(
     values = spec.learn(values, np.ones(len(complete), dtype=bool))
     indicator = spec.matrix(values, len(complete), unit_numeric=True)
     term_names = list(spec.column_names)
-    if n_obs <= len(term_names):
-        raise DataError(
-            f"Only {n_obs} complete rows for {len(term_names)} fixed effects; the model needs more "
-            "rows than coefficients."
-        )
+    check_enough_rows(n_obs, len(term_names))
     column_atoms = {
         name: tuple(sorted(atom))
         for name, atom in zip(term_names, spec.column_numeric, strict=True)
@@ -921,22 +835,44 @@ def design_from_file(
         len(labels),
         term_names,
     )
-    return FileDesign(
-        path=str(path),
-        formula=formula,
-        response=response,
-        group=group,
+    return Design(
         term_names=term_names,
+        response=response,
+        formula=formula,
+        group=group,
         group_labels=pd.Index(labels, name=group),
         stats=stats,
-        n_rows=n_all,
         n_dropped=n_dropped,
         dropped_by_column=dropped_by_column,
-        levels=levels,
-        numeric=numeric,
-        shifts={(response if k == _RESPONSE else ":".join(k)): v for k, v in shifts.items()},
+        model_spec=spec,
         reference_levels=dict(spec.reference_levels),
+        levels=spec_levels(spec),
+        path=str(path),
     )
+
+
+def check_file_types(types: Mapping[str, str], columns: Iterable[str], group: str | None) -> None:
+    """Refuse model columns whose DuckDB type no model can use (lists, structs, blobs) and dates or
+    times as predictors, from the file's schema (:func:`file_columns`).
+
+    Examples
+    --------
+    >>> check_file_types({"y": "DOUBLE", "when": "DATE", "g": "VARCHAR"}, ["y", "when", "g"], "g")
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Column 'when' holds dates or times (DATE); convert it to numbers (for example days since the first date) or to text before using it in the model.
+    """
+    for column in columns:
+        kind = types.get(column)
+        if kind is None:
+            continue  # a missing column: check_present names it
+        check_column_type(
+            column,
+            kind,
+            dates=kind.startswith(("DATE", "TIME", "INTERVAL")),
+            unusable="[" in kind or kind.startswith(("STRUCT", "MAP", "UNION", "BLOB")),
+            group=column == group,
+        )
 
 
 def _atom(names, numeric) -> tuple:
@@ -1022,11 +958,7 @@ def _scan(con, source, types, response, atoms, model_columns, categorical, group
             found = con.execute(
                 f"SELECT count(*) FROM {source} WHERE isinf(CAST({q(column)} AS DOUBLE))"
             ).fetchone()[0]
-            if found:
-                raise DataError(
-                    f"Column {column!r} has {found} infinite value(s); replace them with finite numbers "
-                    "or with missing values."
-                )
+            check_infinite(column, int(found))
         raise DataError(
             "The sums of the model columns overflow; rescale the response or the predictors."
         )

@@ -3,11 +3,19 @@
 Every check here raises :class:`DataError` with one sentence that names the column or value at fault and
 says what to do. Formulas are parsed by :mod:`helpers.formula` (imported when first needed); nothing
 else here imports the rest of the package.
+
+The checks are written as functions of quantities every front end can extract, whether it holds the
+rows (:func:`helpers.design.build_design`) or only a file's schema and its sums
+(:func:`helpers.large.design_from_file`): the columns present, a column's type, labels and counts,
+levels and the requested reference. Both front ends call the same functions, so each message exists
+once.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,10 +23,24 @@ import pandas as pd
 
 __all__ = [
     "DataError",
+    "RowsDroppedWarning",
     "ParsedFormula",
     "parse_formula",
+    "require_group",
     "check_columns",
+    "check_present",
+    "check_not_empty",
+    "check_has_rows",
+    "check_infinite",
     "check_finite",
+    "check_response_kind",
+    "check_column_type",
+    "drop_missing",
+    "check_groups",
+    "check_enough_rows",
+    "check_unique_terms",
+    "check_reference_column",
+    "check_reference_level",
     "set_reference",
 ]
 
@@ -28,6 +50,10 @@ class DataError(ValueError):
 
     It subclasses :class:`ValueError`, so ``except ValueError`` also catches it.
     """
+
+
+class RowsDroppedWarning(UserWarning):
+    """Rows were dropped because a model variable was missing in them."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +162,27 @@ def parse_formula(
     )
 
 
-def _suggest(name: str, columns) -> str:
+def require_group(group: str | None) -> str:
+    """The grouping column of a model that needs one, or a :class:`DataError` when there is none.
+
+    Examples
+    --------
+    >>> require_group(parse_formula("y ~ x + (1 | g)").group)
+    'g'
+    >>> require_group(parse_formula("y ~ x").group)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The formula has no random intercept: add '(1 | group)' with your grouping column, for example 'y ~ x + (1 | cluster)'.
+    """
+    if group is None:
+        raise DataError(
+            "The formula has no random intercept: add '(1 | group)' with your grouping column, for "
+            "example 'y ~ x + (1 | cluster)'."
+        )
+    return group
+
+
+def _suggest(name: str, columns: Sequence) -> str:
     close = difflib.get_close_matches(str(name), [str(c) for c in columns], n=3, cutoff=0.5)
     if not close:
         lowered = {str(c).lower(): str(c) for c in columns}
@@ -151,10 +197,10 @@ def _suggest(name: str, columns) -> str:
 
 def check_columns(
     data: pd.DataFrame,
-    columns,
+    columns: Iterable[str],
     *,
     response: str | None = None,
-    group=None,
+    group: str | None = None,
     check_infinite: bool = True,
 ) -> None:
     """Check that the model's columns exist and can be used, or raise one clear :class:`DataError`.
@@ -188,37 +234,92 @@ def check_columns(
         raise DataError(
             f"Column name {str(dup)!r} appears more than once; give each column a unique name."
         )
+    columns = list(columns)
+    check_present(columns, data.columns)
     for col in columns:
-        if col not in data.columns:
-            raise DataError(f"Column {col!r} is not in the data.{_suggest(col, data.columns)}")
-    for col in columns:
-        if data[col].isna().all():
-            raise DataError(
-                f"Column {col!r} is entirely missing ({len(data)} rows, all empty); fill it or drop it "
-                "from the formula."
-            )
+        check_not_empty(col, len(data), int(data[col].isna().sum()))
     if response is not None:
         values = data[response]
-        if isinstance(values.dtype, pd.CategoricalDtype) or not (
+        numeric = not isinstance(values.dtype, pd.CategoricalDtype) and (
             pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        ):
-            example = str(values.dropna().iloc[0]) if values.notna().any() else ""
-            raise DataError(
-                f"The response {response!r} is not numeric (type {values.dtype}, e.g. {example!r}); "
-                "convert it to numbers first."
-            )
+        )
+        example = str(values.dropna().iloc[0]) if values.notna().any() else None
+        check_response_kind(response, str(values.dtype), numeric, example)
     if check_infinite:
         check_finite(data, columns)
     if group is not None:
-        n_levels = data[group].dropna().nunique()
-        if n_levels < 2:
-            raise DataError(
-                f"The grouping column {group!r} has {n_levels} distinct value(s); a random intercept needs "
-                "at least 2 groups (and ideally 5 or more)."
-            )
+        check_groups(group, int(data[group].dropna().nunique()))
 
 
-def check_finite(data: pd.DataFrame, columns) -> None:
+def check_present(columns: Iterable[str], available: Sequence) -> None:
+    """Refuse a column that is not among ``available``, suggesting the names it may have meant.
+
+    Examples
+    --------
+    >>> check_present(["Days"], ["Reaction", "days", "Subject"])
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Column 'Days' is not in the data. Did you mean 'days'?
+    """
+    names = list(available)
+    present = set(names)
+    for col in columns:
+        if col not in present:
+            raise DataError(f"Column {col!r} is not in the data.{_suggest(col, names)}")
+
+
+def check_not_empty(column: str, n_rows: int, n_missing: int) -> None:
+    """Refuse a model column whose every value is missing.
+
+    Examples
+    --------
+    >>> check_not_empty("dose", 3, 3)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Column 'dose' is entirely missing (3 rows, all empty); fill it or drop it from the formula.
+    """
+    if n_rows > 0 and n_missing >= n_rows:
+        raise DataError(
+            f"Column {column!r} is entirely missing ({n_rows} rows, all empty); fill it or drop it "
+            "from the formula."
+        )
+
+
+def check_has_rows(file_name: str, n_rows: int) -> None:
+    """Refuse a data file without data rows (a header only, or nothing that reads as rows).
+
+    Examples
+    --------
+    >>> check_has_rows("header.csv", 0)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: File 'header.csv' has no data rows (at most a header); give a file with the data.
+    """
+    if n_rows == 0:
+        raise DataError(
+            f"File {file_name!r} has no data rows (at most a header); give a file with the data."
+        )
+
+
+def check_infinite(column: str, n_infinite: int) -> None:
+    """Refuse a column with ``n_infinite`` infinite values (counted by the caller).
+
+    Examples
+    --------
+    >>> check_infinite("x", 0)
+    >>> check_infinite("x", 1)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Column 'x' has 1 infinite value(s); replace them with finite numbers or with missing values.
+    """
+    if n_infinite:
+        raise DataError(
+            f"Column {column!r} has {n_infinite} infinite value(s); replace them with finite numbers "
+            "or with missing values."
+        )
+
+
+def check_finite(data: pd.DataFrame, columns: Iterable[str]) -> None:
     """Refuse infinite values in the numeric ``columns``, naming the column and the count.
 
     Examples
@@ -231,15 +332,233 @@ def check_finite(data: pd.DataFrame, columns) -> None:
     for col in columns:
         values = data[col]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            n_inf = int(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).sum())
-            if n_inf:
-                raise DataError(
-                    f"Column {col!r} has {n_inf} infinite value(s); replace them with finite numbers "
-                    "or with missing values."
-                )
+            check_infinite(col, int(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).sum()))
 
 
-def set_reference(data: pd.DataFrame, column: str, level) -> pd.DataFrame:
+def check_response_kind(
+    response: str, type_name: str, numeric: bool, example: str | None = None
+) -> None:
+    """Refuse a response that is not numeric (``numeric`` False), naming its type and a value.
+
+    Examples
+    --------
+    >>> check_response_kind("label", "object", False, "basement")
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The response 'label' is not numeric (type object, e.g. 'basement'); convert it to numbers first.
+    """
+    if not numeric:
+        shown = f", e.g. {example!r}" if example is not None else ""
+        raise DataError(
+            f"The response {response!r} is not numeric (type {type_name}{shown}); convert it to "
+            "numbers first."
+        )
+
+
+#: The end of the message for a column of values a model cannot use.
+_UNUSABLE = "which a model cannot use; keep numbers or text in the model's columns"
+
+
+def check_column_type(
+    column: str, type_name: str, *, dates: bool = False, unusable: bool = False, group: bool = False
+) -> None:
+    """Refuse a model column of dates or times (except as the grouping column), or of values no model
+    can use (bytes, lists, mappings).
+
+    Parameters
+    ----------
+    column : str
+    type_name : str
+        The type as the reader names it (a pandas dtype, a DuckDB type or a Python type).
+    dates : bool
+        The column holds dates, times or durations.
+    unusable : bool
+        The column holds bytes, lists, structs or mappings.
+    group : bool
+        The column is the grouping column (dates are fine labels there).
+
+    Examples
+    --------
+    >>> check_column_type("when", "datetime64[ns]", dates=True)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Column 'when' holds dates or times (datetime64[ns]); convert it to numbers (for example days since the first date) or to text before using it in the model.
+    """
+    if unusable:
+        raise DataError(f"Column {column!r} holds values of type {type_name}, {_UNUSABLE}.")
+    if dates and not group:
+        raise DataError(
+            f"Column {column!r} holds dates or times ({type_name}); convert it to numbers (for "
+            "example days since the first date) or to text before using it in the model."
+        )
+
+
+def drop_missing(
+    n_rows: int,
+    dropped_by_column: Mapping[str, int],
+    n_dropped: int,
+    columns: Iterable[str],
+    *,
+    stacklevel: int = 2,
+) -> None:
+    """Say how many rows were dropped for missing values, and refuse a model left without rows.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows before the drop.
+    dropped_by_column : dict
+        ``{column: missing values among the dropped rows}``, only the columns with some.
+    n_dropped : int
+    columns : iterable of str
+        The model's columns (named when no row is left).
+    stacklevel : int
+        For the :class:`RowsDroppedWarning`, counted from the caller of this function.
+
+    Examples
+    --------
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", RowsDroppedWarning)
+    ...     drop_missing(3, {"x": 3}, 3, ["y", "x"])
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: No rows are left after dropping rows with missing values in 'y', 'x'; check which columns are empty.
+    """
+    if n_dropped:
+        detail = ", ".join(f"{c}: {k}" for c, k in dropped_by_column.items())
+        warnings.warn(
+            f"Dropped {n_dropped} of {n_rows} rows with missing values ({detail}).",
+            RowsDroppedWarning,
+            stacklevel=stacklevel + 1,
+        )
+    if n_dropped >= n_rows:
+        raise DataError(
+            "No rows are left after dropping rows with missing values in "
+            + ", ".join(repr(c) for c in columns)
+            + "; check which columns are empty."
+        )
+
+
+def check_groups(group: str, n_groups: int, n_obs: int | None = None) -> None:
+    """Refuse a grouping column with fewer than 2 groups, or with as many groups as rows.
+
+    Parameters
+    ----------
+    group : str
+    n_groups : int
+        Distinct non-missing values among the rows the model can use.
+    n_obs : int, optional
+        Rows the model uses (after dropping missing values).
+
+    Examples
+    --------
+    >>> check_groups("site", 12, 100)
+    >>> check_groups("site", 1)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The grouping column 'site' has 1 distinct value(s) among the rows the model can use; a random intercept needs at least 2 groups (and ideally 5 or more).
+    """
+    if n_groups < 2:
+        raise DataError(
+            f"The grouping column {group!r} has {n_groups} distinct value(s) among the rows the "
+            "model can use; a random intercept needs at least 2 groups (and ideally 5 or more)."
+        )
+    if n_obs is not None and n_groups >= n_obs:
+        raise DataError(
+            f"The grouping column {group!r} has as many groups ({n_groups}) as rows; with one row "
+            "per group the group and residual variances cannot be told apart. Check the grouping "
+            "column."
+        )
+
+
+def check_enough_rows(n_obs: int, n_params: int) -> None:
+    """Refuse a model with no more complete rows than fixed effects.
+
+    Examples
+    --------
+    >>> check_enough_rows(2, 2)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Only 2 complete rows for 2 fixed effects; the model needs more rows than coefficients.
+    """
+    if n_obs <= n_params:
+        raise DataError(
+            f"Only {n_obs} complete rows for {n_params} fixed effects; the model needs more rows "
+            "than coefficients."
+        )
+
+
+def check_unique_terms(term_names: Sequence[str]) -> None:
+    """Refuse two fixed effects of the same name (a column named like another term's coefficient).
+
+    Examples
+    --------
+    >>> check_unique_terms(["Intercept", "x", "x"])
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Two fixed effects are both named 'x' (a column named like the intercept or like another term's coefficient); rename that column.
+    """
+    names = list(term_names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"Two fixed effects are both named {repeated[0]!r} (a column named like the intercept "
+            "or like another term's coefficient); rename that column."
+        )
+
+
+def check_reference_column(column: str, used: Iterable[str], numeric: bool) -> None:
+    """Refuse a reference level set for a column the formula does not use, or for a numeric one.
+
+    Parameters
+    ----------
+    column : str
+        A column of ``--reference column=level`` (it exists: check that first).
+    used : iterable of str
+        The columns the model uses.
+    numeric : bool
+        Whether the column is numeric (a reference level needs text or categories).
+
+    Examples
+    --------
+    >>> check_reference_column("dose", ["y", "x", "g"], numeric=False)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The reference level is set for 'dose', which the formula does not use.
+    """
+    if column not in set(used):
+        raise DataError(
+            f"The reference level is set for {column!r}, which the formula does not use."
+        )
+    if numeric:
+        raise DataError(
+            f"The reference level is set for {column!r}, which is numeric; a reference level "
+            "applies to a text (categorical) column."
+        )
+
+
+def check_reference_level(column: str, level: object, levels: Sequence) -> object:
+    """The level of ``levels`` that ``level`` names (as itself or as text), or a :class:`DataError`.
+
+    Examples
+    --------
+    >>> check_reference_level("wave", "2", [1, 2, 3])
+    2
+    >>> check_reference_level("arm", "C", ["A", "B"])
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: Reference level 'C' is not a value of column 'arm'; its levels are 'A', 'B'.
+    """
+    match = [lv for lv in levels if lv == level or str(lv) == str(level)]
+    if not match:
+        shown = ", ".join(repr(str(lv)) for lv in list(levels)[:12])
+        raise DataError(
+            f"Reference level {level!r} is not a value of column {column!r}; its levels are {shown}."
+        )
+    return match[0]
+
+
+def set_reference(data: pd.DataFrame, column: str, level: object) -> pd.DataFrame:
     """Return a copy of ``data`` in which ``level`` is the first (reference) category of ``column``.
 
     Parameters
@@ -255,20 +574,14 @@ def set_reference(data: pd.DataFrame, column: str, level) -> pd.DataFrame:
     >>> list(set_reference(df, "arm", "B")["arm"].cat.categories)
     ['B', 'A']
     """
-    if column not in data.columns:
-        raise DataError(f"Column {column!r} is not in the data.{_suggest(column, data.columns)}")
+    check_present([column], data.columns)
     values = data[column]
     if isinstance(values.dtype, pd.CategoricalDtype):
         levels = list(values.cat.categories)
     else:
         levels = sorted(values.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
-    match = [lv for lv in levels if lv == level or str(lv) == str(level)]
-    if not match:
-        shown = ", ".join(repr(str(lv)) for lv in levels[:12])
-        raise DataError(
-            f"Reference level {level!r} is not a value of column {column!r}; its levels are {shown}."
-        )
-    ordered = [match[0]] + [lv for lv in levels if lv != match[0]]
+    first = check_reference_level(column, level, levels)
+    ordered = [first] + [lv for lv in levels if lv != first]
     out = data.copy()
     out[column] = pd.Categorical(values, categories=ordered)
     return out

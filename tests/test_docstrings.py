@@ -10,7 +10,7 @@ import helpers
 
 MODULES = sorted(
     m.name
-    for m in pkgutil.iter_modules(helpers.__path__, "helpers.")
+    for m in pkgutil.walk_packages(helpers.__path__, "helpers.")
     if m.name not in {"helpers.__main__"}
 )
 

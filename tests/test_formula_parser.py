@@ -179,7 +179,7 @@ def test_string_dtypes_fit_like_object_columns(frame, dtype, path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
         got = build_design(data, formula, path=path)
-        expected = build_design(base, formula, path="rows")
+        expected = build_design(base, formula, method="rows")
     assert got.term_names == expected.term_names and got.n_dropped == 1
     np.testing.assert_array_equal(got.X, expected.X)
     with warnings.catch_warnings():

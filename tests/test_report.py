@@ -166,7 +166,7 @@ def test_console_script_and_missing_output_folder(files, tmp_path):
 
 
 def test_missing_notebook_is_a_clear_error(files, monkeypatch, capsys):
-    monkeypatch.setattr(report, "NOTEBOOK", "99_not_there.ipynb")
+    monkeypatch.setattr(report.run, "NOTEBOOK", "99_not_there.ipynb")
     status = report.main(
         [str(files / "radon.csv"), "--formula", "log_radon ~ floor + (1 | county)"]
     )
@@ -204,7 +204,7 @@ def test_parse_and_apply_reference():
 def test_large_path_is_chosen_by_size(files, monkeypatch):
     small = report.check_inputs(files / "radon.csv", "log_radon ~ floor + (1 | county)")
     assert not small.large
-    monkeypatch.setattr(report, "LARGE_FILE_BYTES", 100)
+    monkeypatch.setattr(report.inputs, "LARGE_FILE_BYTES", 100)
     big = report.check_inputs(files / "radon.csv", "log_radon ~ floor + (1 | county)")
     assert big.large and big.design.stats.n_obs == small.design.stats.n_obs == 919
 
@@ -215,7 +215,16 @@ def test_notebook_parameters_match_what_the_report_injects():
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     defined = set(re.findall(r"^(\w+)\s*=", tagged[0].source, re.M))
-    assert defined == {"data_path", "formula", "group", "reference", "reml", "large", "json_path"}
+    assert defined == {
+        "data_path",
+        "formula",
+        "group",
+        "reference",
+        "reml",
+        "large",
+        "json_path",
+        "design_path",
+    }
     injected = report.inject_parameters(nb, {"formula": "y ~ 1 + (1 | g)", "reml": False})
     again = report.inject_parameters(injected, {"reml": True})
     marks = [c for c in again.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -442,12 +451,12 @@ def test_outputs_that_collide_or_are_folders_or_the_notebook_are_refused(
 ):
     notebook = tmp_path / "template.ipynb"
     notebook.write_text(report.notebook_path().read_text())
-    monkeypatch.setattr(report, "notebook_path", lambda: notebook)
+    monkeypatch.setattr(report.run, "notebook_path", lambda: notebook)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the notebook ran")
 
-    monkeypatch.setattr(report, "run_notebook", must_not_run)
+    monkeypatch.setattr(report.run, "run_notebook", must_not_run)
     data = str(files / "radon.csv")
     cases = [
         (["--html", str(tmp_path / "r.out"), "--json", str(tmp_path / "r.out")], "the same file"),
@@ -469,13 +478,13 @@ def _boom(*args, **kwargs):
 
 
 def test_an_unexpected_error_is_one_line_asking_for_a_report(files, monkeypatch, capsys):
-    monkeypatch.setattr(report, "_check_fit", _boom)
+    monkeypatch.setattr(report.inputs, "_check_fit", _boom)
     argv = [str(files / "radon.csv"), "--formula", "log_radon ~ floor + (1 | county)"]
     assert report.main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("lmm-report: internal error (ZeroDivisionError: division by zero, at ")
-    assert "helpers/report.py:" in err
+    assert "helpers/report/inputs.py:" in err
     assert "not a problem with your data" in err and "please report it" in err
     assert "issue tracker" in err and "--debug" in err
 
@@ -494,7 +503,7 @@ def test_a_failing_notebook_cell_is_reported_as_a_bug_with_its_traceback(
             "Cell In[9], line 3\nKeyError: 'theta'",
         )
 
-    monkeypatch.setattr(report, "run_notebook", failing)
+    monkeypatch.setattr(report.run, "run_notebook", failing)
     argv = [str(files / "radon.csv"), "--formula", "log_radon ~ floor + (1 | county)"]
     assert report.main(argv) == 1
     err = capsys.readouterr().err
@@ -531,7 +540,7 @@ def test_an_unexpected_error_in_a_real_process_is_one_line(files):
         "import helpers.report as r\n"
         "def boom(*a, **k):\n"
         "    raise ZeroDivisionError('division by zero')\n"
-        "r._check_fit = boom\n"
+        "r.inputs._check_fit = boom\n"
         "sys.exit(r.main(sys.argv[1:], prog='python -m helpers report'))\n"
     )
     argv = [str(files / "radon.csv"), "--formula", "log_radon ~ floor + (1 | county)"]

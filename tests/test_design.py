@@ -1,0 +1,150 @@
+"""One Design for both front ends: rows in memory and sums from a file, with read-only statistics.
+
+The rows path (build_design) and the DuckDB path (helpers.large.design_from_file) return the same class,
+carrying the same terms, levels, reference levels, counts and dropped rows; only the rows themselves are
+missing from a file's design, and asking for them says so. The statistics cannot be changed on either
+path, not even after a pickle round trip. Each DataError message is written once in the source.
+"""
+
+from __future__ import annotations
+
+import ast
+import pickle
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import helpers
+from helpers.design import Design, RowsUnavailable, SufficientStats, build_design
+from helpers.large import design_from_file
+from helpers.validate import RowsDroppedWarning
+
+FORMULA = "y ~ x + arm + (1 | g)"
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    n = 240
+    g = rng.integers(0, 12, n)
+    data = pd.DataFrame(
+        {
+            "y": rng.normal(size=n) + 0.5 * g,
+            "x": rng.normal(size=n),
+            "arm": rng.choice(["b", "a", "c"], n),
+            "g": [f"site{k:02d}" for k in g],
+        }
+    )
+    data.loc[[3, 17, 50], "x"] = np.nan
+    data.loc[[9], "arm"] = None
+    return data
+
+
+@pytest.fixture(scope="module")
+def designs(frame, tmp_path_factory):
+    path = tmp_path_factory.mktemp("design") / "data.csv"
+    frame.to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        rows = build_design(frame, FORMULA)
+        duck = design_from_file(path, FORMULA)
+    return rows, duck
+
+
+def test_both_front_ends_give_one_class_with_the_same_description(designs):
+    rows, duck = designs
+    assert type(rows) is type(duck) is Design
+    assert (rows.source, duck.source) == ("rows", "duckdb")
+    assert rows.has_rows and not duck.has_rows
+    for name in ("term_names", "response", "group", "reference_levels", "levels", "n_dropped"):
+        assert getattr(rows, name) == getattr(duck, name), name
+    assert rows.dropped_by_column == duck.dropped_by_column == {"x": 3, "arm": 1}
+    assert (rows.n_obs, rows.n_rows, rows.n_groups) == (duck.n_obs, duck.n_rows, duck.n_groups)
+    assert rows.n_rows == 240 and rows.n_obs == 236
+    assert list(rows.group_labels) == list(duck.group_labels)
+    np.testing.assert_array_equal(rows.stats.counts, duck.stats.counts)
+    np.testing.assert_allclose(rows.stats.beta_ols, duck.stats.beta_ols, rtol=1e-10)
+
+
+def test_a_file_design_says_that_it_has_no_rows(designs):
+    _, duck = designs
+    for name in ("X", "y", "group_codes"):
+        with pytest.raises(RowsUnavailable, match=r"computed from 'data.csv' by DuckDB"):
+            getattr(duck, name)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["rows", "duckdb"])
+def test_statistics_are_read_only_on_both_paths(designs, which):
+    stats = designs[which].stats
+    arrays = {k: v for k, v in vars(stats).items() if isinstance(v, np.ndarray)}
+    assert set(arrays) >= {"counts", "sum_q", "sum_e", "r_factor", "beta_ols", "within_qq"}
+    for name, value in arrays.items():
+        assert not value.flags.writeable, name
+        with pytest.raises(ValueError, match="read-only"):
+            value[...] = 0
+    with pytest.raises(AttributeError):
+        stats.ete = 0.0
+    again = pickle.loads(pickle.dumps(stats))
+    assert not again.sum_q.flags.writeable
+    np.testing.assert_array_equal(again.sum_q, stats.sum_q)
+
+
+def test_statistics_never_share_writeable_memory_with_the_caller():
+    """A view passed in is copied (it could be changed through its base); owned arrays are frozen."""
+    base = np.ones((3, 2))
+    stats = SufficientStats(
+        counts=np.array([2, 2, 2]),
+        sum_q=base[:, :],  # a view of a writeable array
+        sum_e=np.zeros(3),
+        ete=1,
+        r_factor=np.eye(2),
+        beta_ols=np.zeros(2),
+        within_qq=np.eye(2),
+        within_qe=np.zeros(2),
+        within_ee=1,
+    )
+    base[0, 0] = 5.0
+    assert stats.sum_q[0, 0] == 1.0 and not stats.sum_q.flags.writeable
+    assert isinstance(stats.ete, float)
+
+
+def test_method_replaces_path_and_path_still_works_with_a_warning(frame):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        new = build_design(frame, FORMULA, method="rows")
+        with pytest.warns(DeprecationWarning, match="method="):
+            old = build_design(frame, FORMULA, path="rows")
+    np.testing.assert_array_equal(new.stats.sum_e, old.stats.sum_e)
+
+
+def _skeleton(node: ast.AST) -> str:
+    """The literal text of a message, with '{}' for each value formatted into it."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _skeleton(node.left) + _skeleton(node.right)
+    return "{}"
+
+
+def test_each_data_error_message_is_written_once():
+    package = Path(helpers.__file__).parent
+    found = defaultdict(list)
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "DataError"
+                and node.args
+            ):
+                text = " ".join(_skeleton(node.args[0]).split())
+                if text.strip("{} "):  # a message built elsewhere is checked where it is built
+                    found[text].append(f"{path.relative_to(package)}:{node.lineno}")
+    assert len(found) > 40  # the scan sees the messages
+    repeated = {text: places for text, places in found.items() if len(places) > 1}
+    assert not repeated, repeated
