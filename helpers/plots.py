@@ -6,6 +6,12 @@ notebook, the returned figure displays as a PNG when it is the last expression o
 
 Colours are fixed across the package: pooled OLS orange, the mixed model blue, the within estimator green,
 cluster-level (no-pooling) quantities grey.
+
+Legibility is set here, in one place, for every figure of the notebooks, the site and the report: figures
+are at most :data:`MAX_FIGURE_WIDTH` inches wide and rendered at :data:`FIGURE_DPI`, so that on the site's
+content column (:data:`PAGE_WIDTH_PX` CSS pixels) they are shown at their own size, and each PNG records
+its smallest font size and its dpi (:data:`PNG_FONT_KEY`, :data:`PNG_DPI_KEY`) so that a test can check the
+text as displayed: at least :data:`MIN_TEXT_PX` CSS pixels.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ __all__ = [
     "plot_criteria",
     "plot_caterpillar",
     "figure_to_png",
+    "smallest_font",
     "COLORS",
+    "PAGE_WIDTH_PX",
+    "FIGURE_DPI",
+    "MAX_FIGURE_WIDTH",
+    "MIN_TEXT_PX",
 ]
 
 #: The package's colours, so every figure tells the estimators apart the same way.
@@ -40,6 +51,20 @@ COLORS = {
     "cluster": "0.45",
     "ml": "tab:purple",
 }
+
+
+#: The width of the site's content column where figures are shown, in CSS pixels (measured in Chromium at a
+#: 1400 px window; the report's column is wider).
+PAGE_WIDTH_PX = 784
+#: The resolution figures are rendered at: one image pixel per CSS pixel.
+FIGURE_DPI = 100
+#: The widest a figure may be, in inches: at :data:`FIGURE_DPI` it fits the content column unshrunk.
+MAX_FIGURE_WIDTH = 7.8
+#: The smallest text a figure may show, in CSS pixels as displayed (8 pt at 100 dpi is 11 px).
+MIN_TEXT_PX = 10.0
+#: PNG text chunks written by :func:`figure_to_png`: the smallest font size drawn (points) and the dpi.
+PNG_FONT_KEY = "mme:min_font_pt"
+PNG_DPI_KEY = "mme:dpi"
 
 
 class HelperFigure(matplotlib.figure.Figure):
@@ -56,8 +81,10 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(7.0, 4.5), dpi=None, 
     ----------
     nrows, ncols : int
     figsize : tuple of float
+        A width above :data:`MAX_FIGURE_WIDTH` is reduced to it (the height is kept): a wider figure
+        would be shrunk on the page, and its text with it.
     dpi : float, optional
-        matplotlib's default when not given.
+        :data:`FIGURE_DPI` when not given.
     **subplot_kw
         Passed to :meth:`matplotlib.figure.Figure.subplots` (``sharex``, ``squeeze`` ...).
 
@@ -69,17 +96,56 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(7.0, 4.5), dpi=None, 
     Examples
     --------
     >>> fig, ax = new_figure()
-    >>> type(fig).__name__, len(fig.axes)
-    ('HelperFigure', 1)
+    >>> type(fig).__name__, len(fig.axes), fig.dpi
+    ('HelperFigure', 1, 100)
+    >>> new_figure(1, 2, figsize=(10.5, 4.0))[0].get_size_inches().tolist()
+    [7.8, 4.0]
     """
-    fig = HelperFigure(figsize=figsize, dpi=dpi)
+    width, height = (float(v) for v in figsize)
+    fig = HelperFigure(
+        figsize=(min(width, MAX_FIGURE_WIDTH), height),
+        dpi=FIGURE_DPI if dpi is None else dpi,
+    )
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, **subplot_kw)
     return fig, axes
 
 
+def smallest_font(fig) -> float | None:
+    """The smallest font size, in points, of the text a figure draws (None when it draws no text).
+
+    The figure is drawn once with painting switched off, and every non-empty text handed to the renderer
+    is counted: titles, labels, tick labels, legend entries, annotations, in their drawn state (hidden
+    axes and tick labels outside the view are not drawn, so not counted). Sub- and superscripts inside
+    mathtext are drawn smaller than their text's size and are not counted.
+
+    Examples
+    --------
+    >>> fig, ax = new_figure(figsize=(2, 1))
+    >>> _ = ax.set_title("t", fontsize=12); _ = ax.set_xlabel("x", fontsize=9)
+    >>> ax.tick_params(labelsize=11)
+    >>> smallest_font(fig)
+    9.0
+    """
+    renderer = fig.canvas.get_renderer()
+    sizes = []
+
+    def record(gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if str(s).strip():
+            sizes.append(float(prop.get_size_in_points()))
+
+    with renderer._draw_disabled():  # what Figure.draw_without_rendering uses
+        renderer.draw_text = record  # undone when the block ends
+        fig.draw(renderer)
+    return min(sizes) if sizes else None
+
+
 def figure_to_png(fig, *, dpi=None, **savefig_kw) -> bytes:
-    """Render a figure to PNG bytes.
+    """Render a figure to PNG bytes that record the smallest font size drawn and the dpi.
+
+    The PNG carries two text chunks, :data:`PNG_FONT_KEY` (the smallest font size in points, from
+    :func:`smallest_font`) and :data:`PNG_DPI_KEY`, so the text size as displayed can be checked from
+    the image alone: ``points * dpi / 72 * displayed width / image width`` CSS pixels.
 
     Parameters
     ----------
@@ -96,12 +162,36 @@ def figure_to_png(fig, *, dpi=None, **savefig_kw) -> bytes:
     Examples
     --------
     >>> fig, ax = new_figure(figsize=(2, 1))
-    >>> figure_to_png(fig, dpi=50)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
-    True
+    >>> png = figure_to_png(fig, dpi=50)
+    >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n", png_text(png)[PNG_DPI_KEY]
+    (True, '50')
     """
+    dpi = dpi if dpi is not None else fig.dpi
+    metadata = dict(savefig_kw.pop("metadata", None) or {})
+    smallest = smallest_font(fig)
+    if smallest is not None:
+        metadata[PNG_FONT_KEY] = f"{smallest:g}"
+    metadata[PNG_DPI_KEY] = f"{float(dpi):g}"
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi if dpi is not None else fig.dpi, **savefig_kw)
+    fig.savefig(buffer, format="png", dpi=dpi, metadata=metadata, **savefig_kw)
     return buffer.getvalue()
+
+
+def png_text(png: bytes) -> dict:
+    """The text chunks of a PNG (``tEXt``, ``zTXt``, ``iTXt``) as a dict.
+
+    Examples
+    --------
+    >>> fig, ax = new_figure(figsize=(2, 1))
+    >>> _ = ax.set_title("t", fontsize=12)
+    >>> png_text(figure_to_png(fig))[PNG_FONT_KEY]
+    '10'
+    """
+    import PIL.Image
+
+    with PIL.Image.open(io.BytesIO(png)) as image:
+        image.load()
+        return dict(image.text)
 
 
 def _symlog_theta(ax, thetas) -> None:

@@ -7,6 +7,7 @@ import json
 import re
 
 import matplotlib
+import matplotlib.legend
 
 matplotlib.use("Agg")
 
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure  # noqa: E402
 import helpers.widgets as widgets  # noqa: E402
 from helpers.decompose import fixed_effect_path, large_theta_limit  # noqa: E402
 from helpers.fit import fit_lmm, fit_lmm_from_stats, fit_ols  # noqa: E402
-from helpers.plots import figure_to_png  # noqa: E402
+from helpers.plots import FIGURE_DPI, PAGE_WIDTH_PX, figure_to_png, png_text  # noqa: E402
 from helpers.widgets import (  # noqa: E402
     QUESTION_SHAPE,
     SLIDER_LABELS,
@@ -145,10 +146,25 @@ def test_explorer_figure_draws_the_fit_of_its_position():
         "Intercept along θ",
         "Condition effect along θ",
         "Shrinkage and cluster weights",
+        "",  # the legends and the numbers
     ]
-    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:3])
     assert "0.40" in fig._suptitle.get_text() and "1.00" in fig._suptitle.get_text()
-    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 9
+    # two rows at the site's width (shown unshrunk), legends outside the panels, ± explained
+    assert tuple(fig.get_size_inches()) == (7.8, 7.0)
+    key = fig.axes[3]
+    assert not key.axison and not fig.legends
+    legends = [a for a in key.get_children() if isinstance(a, matplotlib.legend.Legend)]
+    assert [len(legend.get_texts()) for legend in legends] == [7, 3]
+    assert all(ax.get_legend() is None for ax in fig.axes[:3])
+    (numbers,) = [t for t in fig.texts if t.get_gid() == "numbers"]
+    (frame,) = [t for t in fig.texts if t.get_gid() == "numbers_frame"]
+    assert "± is the 95% half-width, 1.96 SE" in frame.get_text()
+    # the fixed words and the changing numbers share one monospace grid and never overprint
+    for word_row, number_row in zip(
+        frame.get_text().splitlines(), numbers.get_text().splitlines(), strict=False
+    ):
+        assert all(" " in (w, n) for w, n in zip(word_row, number_row, strict=False))
 
     sim = simulate_question_stats(0.4, 1.0, seed=2, **SMALL)
     fit = fit_lmm_from_stats(sim.stats, sim.term_names)
@@ -203,14 +219,22 @@ def test_explorer_figure_draws_the_fit_of_its_position():
     n = sim.stats.counts
     u = fit.theta**2
     shrink, lmm_weight, ols_weight = fig.axes[2].get_lines()
+    order = np.argsort(n, kind="stable")  # the clusters sorted by size, joined by lines
     for line in (shrink, lmm_weight, ols_weight):
-        np.testing.assert_array_equal(line.get_xdata(), n)
-    np.testing.assert_allclose(shrink.get_ydata(), n * u / (1 + n * u), rtol=1e-9)
+        np.testing.assert_array_equal(line.get_xdata(), n[order])
+    np.testing.assert_allclose(shrink.get_ydata(), (n * u / (1 + n * u))[order], rtol=1e-9)
     w = n / (1 + n * u)  # 1 / (sigma_b^2 + sigma^2 / n_i), up to the factor sigma^2
-    np.testing.assert_allclose(lmm_weight.get_ydata(), w / w.sum() * len(n), rtol=1e-9)
-    np.testing.assert_allclose(ols_weight.get_ydata(), n / n.sum() * len(n), rtol=1e-12)
+    np.testing.assert_allclose(lmm_weight.get_ydata(), (w / w.sum() * len(n))[order], rtol=1e-9)
+    np.testing.assert_allclose(ols_weight.get_ydata(), (n / n.sum() * len(n))[order], rtol=1e-12)
     icc = fit.sigma2_group / (fit.sigma2_group + fit.sigma2_resid)
     assert f"ICC {icc:.3f}" in fig._suptitle.get_text()
+    # the numbers beside the weight panel: both fits and the truth, half-widths of 1.96 SE
+    rows = numbers.get_text().replace("−", "-").splitlines()
+    ols_row, lmm_row, true_row = rows[2:]
+    for row, est, se in ((ols_row, ols.params, ols.bse), (lmm_row, fit.fe_params, fit.bse)):
+        for k in range(2):
+            assert f"{est.iloc[k]:.3f} ± {1.96 * se.iloc[k]:.3f}" in row
+    assert f"{sim.truth.iloc[1]:.3f}" in true_row
 
 
 def fit_ols_from_sim(sim):
@@ -242,7 +266,27 @@ def test_explorer_figure_frames_what_it_draws():
 
 def test_explorer_figure_at_zero_between_variance():
     fig = explorer_figure(0.0, 1.5, **SMALL)
-    assert len(fig.axes) == 3  # a boundary fit (theta = 0) still draws
+    assert len(fig.axes) == 4  # a boundary fit (theta = 0) still draws
+
+
+def test_explorer_text_is_legible_at_the_sites_width():
+    """Shown at its own size in the site's column (780 px at 100 dpi), no text is below 11 px."""
+    fig = explorer_figure(0.31, 1.5, **SMALL)
+    png = figure_to_png(fig, dpi=FIGURE_DPI)
+    width = PIL.Image.open(io.BytesIO(png)).width
+    assert width <= PAGE_WIDTH_PX
+    text = png_text(png)
+    assert float(text["mme:min_font_pt"]) * float(text["mme:dpi"]) / 72 >= 12.0
+    # the key's texts do not run into each other or out of the figure
+    renderer = fig.canvas.get_renderer()
+    key = fig.axes[3]
+    legends = [a for a in key.get_children() if isinstance(a, matplotlib.legend.Legend)]
+    (numbers,) = [t for t in fig.texts if t.get_gid() == "numbers"]
+    boxes = [a.get_window_extent(renderer) for a in (*legends, numbers)]
+    for i, first in enumerate(boxes):
+        assert fig.bbox.contains(first.x0, first.y0) and fig.bbox.contains(first.x1, first.y1)
+        for second in boxes[i + 1 :]:
+            assert not first.overlaps(second)
 
 
 # --- the live widget ---------------------------------------------------------------------------------------
@@ -369,7 +413,7 @@ def test_live_figure_redraws_its_background_when_the_theta_axis_changes():
     pure = explorer_figure(0.8, 1.0, **shape)
     _assert_same_data(box.live.artists.fig, pure)
     np.testing.assert_array_equal(
-        _pixels(bytes(box.image.value)), _pixels(figure_to_png(pure, dpi=72))
+        _pixels(bytes(box.image.value)), _pixels(figure_to_png(pure, dpi=box.dpi))
     )
     right = box.live.artists.paths[0].ax.get_xlim()[1]
     assert right > box.live.state.theta_hat
@@ -453,7 +497,7 @@ def test_static_explorer_one_slider_unique_ids_modest_size():
     assert ids and other and ids != other
     assert "imbalance fixed at 1.50" in first
     per_frame = max(len(f) for f in _frames(first))
-    assert per_frame < 150_000  # base64 characters: a few dozen frames stay within a few MB
+    assert per_frame < 80_000  # base64 characters (palette PNG): a few dozen frames stay small
 
 
 def test_static_explorer_rejects_an_empty_grid():
