@@ -514,6 +514,13 @@ def confint(
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}.")
     key = str(method).lower()
     terms = list(fit.fe_params.index)
+    if getattr(fit, "random", None) is not None:
+        if key == "wald":
+            return _slope_wald(fit, level)
+        raise NotImplementedError(
+            f"confint(method={method!r}) is not available for random slopes yet (profile and "
+            "bootstrap intervals are written for one random intercept); use method='wald'."
+        )
     if key == "wald":
         z = scipy.stats.norm.ppf(0.5 + level / 2.0)
         est = np.concatenate([[fit.sigma_group, fit.sigma_resid], fit.fe_params.to_numpy()])
@@ -660,6 +667,11 @@ def bootstrap(fit, n: int = 1000, seed=None, progress=None, *, chunk: int = 2000
     >>> bool((reps["sigma_group"] >= 0).all())
     True
     """
+    if getattr(fit, "random", None) is not None:
+        raise NotImplementedError(
+            "The parametric bootstrap from sufficient statistics is written for one random intercept; "
+            "for random slopes it is not available yet (anova(..., bootstrap=n) simulates from rows)."
+        )
     n = int(n)
     if n < 1:
         raise ValueError(f"n must be a positive number of replicates, got {n!r}.")
@@ -780,6 +792,8 @@ def tests(fit) -> pd.DataFrame:
             },
             index=fit.params.index,
         )
+    if getattr(fit, "random", None) is not None:
+        return _slope_tests(fit)
     # in units of sigma when sigma^4 would leave double precision: the degrees of freedom are unit-free
     fx, res, unit = _varpar_units(fit)
     hessian, (d_theta, d_sigma), cov = _derivatives(
@@ -916,8 +930,351 @@ def predict(fit, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
                     f"The model's terms could not be built for the new rows: {exc}"
                 ) from None
         value[~missing] = np.asarray(matrix, dtype=float) @ fit.fe_params.to_numpy()
-    if include_random:
+    if include_random and getattr(fit, "random", None) is not None:
+        value = value + _slope_random_part(fit, data)
+    elif include_random:
         codes = _match_groups(fit.ranef.index, data[fit.group])
         ranef = np.append(fit.ranef.to_numpy(), 0.0)
         value = value + ranef[codes]  # code -1 picks the appended 0: unseen or missing clusters
     return pd.Series(value, index=data.index, name="prediction")
+
+
+# --------------------------------------------------------------------------------------------------
+# Random slopes (several random terms of one grouping factor)
+# --------------------------------------------------------------------------------------------------
+
+
+def varpar_names(fit) -> list[str]:
+    """lme4's names of the variance parameters of a random-terms fit, in theta's order, then sigma.
+
+    ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sd_Days|Subject``, ``sigma`` (the
+    names ``confint.merMod`` prints with ``oldNames = FALSE``).
+    """
+    random = fit.random
+    out = []
+    for term in random.terms:
+        for j in range(term.size):
+            for i in range(j, term.size):
+                a, b = term.names[i], term.names[j]
+                out.append(f"sd_{a}|{random.group}" if i == j else f"cor_{a}.{b}|{random.group}")
+    return out + ["sigma"]
+
+
+def _varpar_deviance(fit, points: np.ndarray):
+    """D(theta, sigma) at a batch of (theta, sigma) points, and sigma^2 A^{-1} in X's basis there.
+
+    D is the fit's criterion with beta profiled out and sigma left free (lmerTest's ``devfun_vp``):
+    sum_i log det M_i [+ log det A] + r2 / sigma^2 + dof log(2 pi sigma^2).
+    """
+    random = fit.random
+    blocks, resp = random.blocks, random.response
+    theta, sigma = points[..., :-1], points[..., -1]
+    ev = evaluate(blocks, resp, random.full_theta(theta), fit.reml)
+    dof = blocks.dof(fit.reml)
+    s2 = sigma * sigma
+    value = ev.logdet_l + ev.r2 / s2 + dof * np.log(2.0 * np.pi * s2)
+    if fit.reml:
+        value = value + ev.logdet_a
+    r_inv = blocks.r_inv
+    cov = s2[..., None, None] * (r_inv @ ev.a_inv @ r_inv.T)
+    return value, cov
+
+
+def _richardson_derivatives(fun, x: np.ndarray, step: np.ndarray):
+    """Gradient-free second-order information by central differences with one Richardson step.
+
+    Returns the Hessian of the scalar part of ``fun`` and the Jacobian of its array part (both
+    extrapolated from steps h and h/2, error O(h^4)), all points evaluated in one batch.
+    """
+    k = len(x)
+    eye = np.eye(k)
+
+    def hess_jac(h):
+        pts = [x]
+        for i in range(k):
+            pts += [x + h[i] * eye[i], x - h[i] * eye[i]]
+        for i in range(k):
+            for j in range(i + 1, k):
+                for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+                    pts.append(x + si * h[i] * eye[i] + sj * h[j] * eye[j])
+        values, arrays = fun(np.array(pts))
+        f0 = values[0]
+        hess = np.empty((k, k))
+        jac = np.empty((k,) + arrays.shape[1:])
+        for i in range(k):
+            fp, fm = values[1 + 2 * i], values[2 + 2 * i]
+            hess[i, i] = (fp - 2.0 * f0 + fm) / h[i] ** 2
+            jac[i] = (arrays[1 + 2 * i] - arrays[2 + 2 * i]) / (2.0 * h[i])
+        pos = 1 + 2 * k
+        for i in range(k):
+            for j in range(i + 1, k):
+                fpp, fpm, fmp, fmm = values[pos : pos + 4]
+                hess[i, j] = hess[j, i] = (fpp - fpm - fmp + fmm) / (4.0 * h[i] * h[j])
+                pos += 4
+        return hess, jac
+
+    h1, j1 = hess_jac(step)
+    h2, j2 = hess_jac(step / 2.0)
+    return (4.0 * h2 - h1) / 3.0, (4.0 * j2 - j1) / 3.0
+
+
+def _slope_varpar_derivatives(fit):
+    x = np.concatenate([np.asarray(fit.theta, dtype=float), [fit.sigma_resid]])
+    step = 1e-3 * np.maximum(np.abs(x), 0.05 * max(1.0, float(np.max(np.abs(x[:-1])))))
+    step[-1] = 1e-3 * fit.sigma_resid
+    return _richardson_derivatives(lambda pts: _varpar_deviance(fit, pts), x, step)
+
+
+def _slope_tests(fit) -> pd.DataFrame:
+    """Satterthwaite's df for a random-terms fit, as lmerTest: the Hessian of D(theta, sigma) and the
+    Jacobian of Cov(beta) in (theta, sigma) by central differences with Richardson extrapolation."""
+    hessian, jac = _slope_varpar_derivatives(fit)
+    vcov_varpar = 2.0 * _pseudo_inverse(hessian)
+    cov = fit.cov_fe.to_numpy()
+    variance = np.diag(cov)
+    grad = np.stack([np.diag(j) for j in jac], axis=1)  # (p, k)
+    denominator = np.einsum("ki,ij,kj->k", grad, vcov_varpar, grad)
+    with np.errstate(divide="ignore"):
+        df = 2.0 * variance**2 / denominator
+    estimate = fit.fe_params.to_numpy()
+    std_error = fit.bse.to_numpy()
+    t_value = estimate / std_error
+    return pd.DataFrame(
+        {
+            "estimate": estimate,
+            "std_error": std_error,
+            "df": df,
+            "t_value": t_value,
+            "p_value": 2.0 * scipy.stats.t.sf(np.abs(t_value), df),
+        },
+        index=fit.fe_params.index,
+    )
+
+
+def _slope_wald(fit, level: float) -> pd.DataFrame:
+    """lme4's ``confint(method = "Wald")`` for a random-terms fit: the fixed effects' limits, and no
+    limits (NaN) for the variance parameters, as lme4 gives none."""
+    z = scipy.stats.norm.ppf(0.5 + level / 2.0)
+    names = varpar_names(fit)
+    terms = list(fit.fe_params.index)
+    est, se = fit.fe_params.to_numpy(), fit.bse.to_numpy()
+    nan = np.full(len(names), np.nan)
+    out = pd.DataFrame(
+        {
+            "lower": np.concatenate([nan, est - z * se]),
+            "upper": np.concatenate([nan, est + z * se]),
+            "r_name": names + [r_term_name(t) for t in terms],
+        },
+        index=pd.Index(names + terms, name="parameter"),
+    )
+    out.attrs["method"] = "wald"
+    out.attrs["level"] = level
+    return out
+
+
+def _slope_random_part(fit, data: pd.DataFrame) -> np.ndarray:
+    """Z b for new rows of a random-terms fit: each row's cluster's modes times its Z columns (0 for a
+    cluster the fit never saw; NaN where a random-term column is missing)."""
+    random = fit.random
+    columns = sorted({str(c) for term in random.terms for c in term.spec.required_variables})
+    for column in columns:
+        if column not in data.columns:
+            raise DataError(
+                f"Column {column!r} (a random slope's variable) is needed for the predictions with "
+                "the random effects but is not in the data. Pass include_random=False for "
+                "predictions without them."
+            )
+    ok = ~data[columns].isna().any(axis=1).to_numpy() if columns else np.ones(len(data), bool)
+    z = np.full((len(data), random.q), np.nan)
+    if ok.any():
+        z[ok] = random.z_matrix(data.loc[ok])
+    codes = _match_groups(fit.ranef.index, data[fit.group])
+    modes = np.vstack([fit.ranef[random.names].to_numpy(), np.zeros(random.q)])
+    return np.sum(z * modes[codes], axis=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model comparison
+# --------------------------------------------------------------------------------------------------
+
+
+def _n_theta(fit) -> int:
+    return 1 if getattr(fit, "random", None) is None else int(fit.random.n_theta)
+
+
+def _ml(fit):
+    """The fit refitted by maximum likelihood (itself when it is an ML fit), as lme4's ``refitML``."""
+    if not fit.reml:
+        return fit
+    from .fit import _estimate_theta, _lmm_result, fit_random_terms
+
+    design = fit.design
+    if design is None:
+        raise ValueError("anova needs fits made from rows (fit_lmm), to refit them by ML.")
+    if getattr(fit, "random", None) is not None:
+        return fit_random_terms(design, reml=False)
+    theta, optsum = _estimate_theta(design.stats, False, design.response)
+    return _lmm_result(
+        design.stats,
+        theta,
+        optsum,
+        False,
+        design.term_names,
+        design.group_labels,
+        formula=fit.formula,
+        response=design.response,
+        group=design.group,
+        n_dropped=design.n_dropped,
+        design=design,
+    )
+
+
+def _random_columns(fit) -> list[tuple[str, ...]]:
+    if getattr(fit, "random", None) is None:
+        return [("(Intercept)",)]
+    return [tuple(term.names) for term in fit.random.terms]
+
+
+def _mixture_p(small, big, chisq: float, df: int) -> float:
+    """Stram and Lee's boundary-corrected p-value, where it applies (else NaN); see :func:`anova`."""
+    same_fixed = list(small.fe_params.index) == list(big.fe_params.index)
+    a, b = _random_columns(small), _random_columns(big)
+    one_more = False
+    if same_fixed and len(a) == len(b):
+        grown = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        one_more = (
+            len(grown) == 1
+            and len(grown[0][1]) == len(grown[0][0]) + 1
+            and set(grown[0][0]) <= set(grown[0][1])
+        )
+    elif same_fixed and len(b) == len(a) + 1:
+        one_more = len(b[-1]) == 1 and b[:-1] == a  # one more uncorrelated term, e.g. (x || g)
+    if not one_more:
+        return float("nan")
+    upper = float(scipy.stats.chi2.sf(chisq, df))
+    lower = float(scipy.stats.chi2.sf(chisq, df - 1)) if df > 1 else float(chisq <= 0)
+    return 0.5 * upper + 0.5 * lower
+
+
+def anova(m0, m1, *, bootstrap: int = 0, seed=None) -> pd.DataFrame:
+    r"""Compare two nested mixed models as lme4's ``anova(m0, m1)``, with a boundary-corrected p-value.
+
+    Both fits are refitted by maximum likelihood when they are REML fits (lme4's ``refitML``), and
+    ordered by their number of parameters (fixed effects + theta + sigma). The table has lme4's columns
+    ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df`` and ``Pr(>Chisq)`` (the naive
+    chi-square p-value lme4 prints), and two more:
+
+    - ``Pr(mixture)``: the p-value under Stram and Lee's (1994) reference distribution for a variance
+      tested on its boundary, a 50:50 mixture of chi-square with ``Df`` and ``Df - 1`` degrees of freedom
+      (chi-square with 0 degrees of freedom is the point mass at 0). It is given when the larger model
+      adds exactly one random-effects column to the smaller one, with its covariances with the other
+      columns of its term (``(1 | g)`` -> ``(1 + x | g)``: a 50:50 mixture of chi-square(1) and (2)), or
+      adds one uncorrelated term (``(1 | g)`` -> ``(x || g)``: of chi-square(0) and (1)), and has the same
+      fixed effects. Otherwise (several added columns, other fixed effects) the mixture is not this
+      simple and the column is NaN.
+    - ``Pr(boot)`` (only with ``bootstrap`` > 0): a parametric-bootstrap p-value: ``bootstrap`` responses
+      are simulated from the smaller model's ML fit (y* = X beta + Z b* + e*, new b* and e*), both
+      models are refitted by ML to each, and the p-value is (1 + #{LRT* >= LRT}) / (1 + bootstrap), as
+      pbkrtest's ``PBmodcomp`` computes it. This refits from rows (two fits per replicate).
+
+    Parameters
+    ----------
+    m0, m1 : LmmResult
+        Fits of the same rows (the same response and number of observations), one nested in the other.
+    bootstrap : int, default 0
+    seed : int or numpy.random.Generator, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model (index: the formulas), smaller model first; ``attrs['fits']`` holds the ML
+        fits.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> sleep = load_dataset("sleepstudy")
+    >>> table = anova(fit_lmm(sleep, "Reaction ~ Days + (1 | Subject)"),
+    ...               fit_lmm(sleep, "Reaction ~ Days + (Days | Subject)"))
+    >>> table[["npar", "deviance", "Chisq", "Df"]].round(3).to_numpy().tolist()
+    [[4.0, 1794.079, nan, nan], [6.0, 1751.939, 42.139, 2.0]]
+    """
+    fits = [_ml(m0), _ml(m1)]
+    if fits[0].n_obs != fits[1].n_obs or fits[0].response != fits[1].response:
+        raise DataError(
+            "The two models are not fitted to the same rows (a different response or number of "
+            "observations, e.g. rows dropped for missing values in one model only); compare models "
+            "of the same rows."
+        )
+    npar = [len(f.fe_params) + _n_theta(f) + 1 for f in fits]
+    if npar[1] < npar[0]:
+        fits, npar = fits[::-1], npar[::-1]
+    n = fits[0].n_obs
+    deviance = np.array([f.criterion for f in fits])
+    chisq = max(float(deviance[0] - deviance[1]), 0.0)
+    df = npar[1] - npar[0]
+    table = pd.DataFrame(
+        {
+            "npar": np.array(npar, dtype=float),
+            "AIC": deviance + 2.0 * np.array(npar),
+            "BIC": deviance + np.log(n) * np.array(npar),
+            "logLik": -0.5 * deviance,
+            "deviance": deviance,
+            "Chisq": [np.nan, chisq],
+            "Df": [np.nan, float(df)],
+            "Pr(>Chisq)": [np.nan, float(scipy.stats.chi2.sf(chisq, df)) if df > 0 else np.nan],
+            "Pr(mixture)": [np.nan, _mixture_p(fits[0], fits[1], chisq, df) if df > 0 else np.nan],
+        },
+        index=pd.Index([f.formula for f in fits], name="model"),
+    )
+    if bootstrap:
+        table["Pr(boot)"] = [np.nan, _bootstrap_lrt(fits, chisq, int(bootstrap), seed)]
+    table.attrs["fits"] = tuple(fits)
+    return table
+
+
+def _simulate_rows(fit, rng) -> np.ndarray:
+    """One response simulated from a fit made from rows: X beta + Z b* + e*."""
+    design = fit.design
+    X = design.X
+    codes = design.group_codes
+    sigma = fit.sigma_resid
+    mean = X @ fit.fe_params.to_numpy()
+    if getattr(fit, "random", None) is None:
+        b = rng.normal(scale=np.sqrt(fit.sigma2_group), size=fit.n_groups)
+        return mean + b[codes] + rng.normal(scale=sigma, size=len(mean))
+    factor = fit.random.factor(fit.theta)
+    b = sigma * rng.standard_normal((fit.n_groups, fit.random.q)) @ factor.T
+    return mean + np.sum(fit.random.Z * b[codes], axis=1) + rng.normal(scale=sigma, size=len(mean))
+
+
+def _ml_deviance(fit, y: np.ndarray) -> float:
+    """The ML deviance of the fit's model refitted to the response ``y`` (same rows, no formula)."""
+    from .design import sufficient_stats
+    from .random_terms import block_sums
+
+    design = fit.design
+    codes, n_groups = design.group_codes, len(design.group_labels)
+    if getattr(fit, "random", None) is None:
+        stats = sufficient_stats(design.X, y, codes, n_groups, design.term_names)
+        return optimize(*blocks_from_stats(stats), False)[1].criterion
+    stats = design.stats
+    blocks, resp = block_sums(
+        fit.random.Z, design.X, y, codes, n_groups, stats.r_factor, stats.beta_ols
+    )
+    return optimize(blocks, resp, False, free=fit.random.free)[1].criterion
+
+
+def _bootstrap_lrt(fits, observed: float, n: int, seed) -> float:
+    small, big = fits
+    if small.design is None or big.design is None:
+        raise ValueError("The bootstrap LRT needs fits made from rows (fit_lmm).")
+    rng = np.random.default_rng(seed)
+    count = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(n):
+            y = _simulate_rows(small, rng)
+            count += (_ml_deviance(small, y) - _ml_deviance(big, y)) >= observed
+    return (1.0 + count) / (1.0 + n)

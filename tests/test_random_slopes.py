@@ -315,3 +315,105 @@ def test_crossed_and_nested_groupings_say_what_is_supported(frame, formula, frag
 
 def test_a_term_without_random_effects(frame):
     _one_line_error(lambda: fit_lmm(frame, "y ~ x + (1 | g) + (0 | g)"), "no random effects")
+
+
+# ---- inference ------------------------------------------------------------------------------------------
+SATTERTHWAITE = [key for key in FITS if "satterthwaite" in FITS[key]["reml"]]
+
+
+@pytest.mark.parametrize("key", SATTERTHWAITE)
+def test_satterthwaite_df_as_lmertest(datasets, key):
+    from helpers.inference import tests
+
+    fit, ref = _fit(datasets, key, "reml")
+    expected = ref["satterthwaite"]
+    table = tests(fit)
+    assert [r_term_name(n) for n in table.index] == expected["terms"]
+    # lmerTest differentiates numerically; on the question-shaped sets (a criterion of 6.6e5) its df
+    # move by ~5e-4 (the package's analytic random-intercept df differ from it by as much there)
+    rtol = 5e-4 if FITS[key]["dataset"] == "question_slopes" else 1e-4
+    _rel(table["df"], expected["df"], rtol, "df")
+    _rel(table["t_value"], expected["t"], 1e-5, "t")
+    _rel(table["p_value"], expected["p"], 10 * rtol, "p")
+
+
+@pytest.mark.parametrize("key", list(REF["confint"]))
+@pytest.mark.parametrize("method", ["reml", "ml"])
+def test_wald_intervals(datasets, key, method):
+    from helpers.inference import confint
+
+    fit, _ = _fit(datasets, key, method)
+    expected = REF["confint"][key][method]["wald"]
+    table = confint(fit, "wald")
+    assert table["r_name"].tolist() == expected["names"]
+    for column in ("lower", "upper"):
+        ref = np.array([np.nan if v is None else v for v in expected[column]], dtype=float)
+        assert np.array_equal(np.isnan(table[column]), np.isnan(ref))
+        _rel(table[column][~np.isnan(ref)], ref[~np.isnan(ref)], 1e-7, column)
+    with pytest.raises(NotImplementedError, match="wald"):
+        confint(fit, "profile")
+
+
+@pytest.mark.parametrize("method", ["reml", "ml"])
+def test_predictions_with_and_without_the_random_slopes(datasets, method):
+    from helpers.inference import predict
+
+    fit, _ = _fit(datasets, REF["predict"]["model"], method)
+    expected = REF["predict"]["values"][method]
+    rows = datasets["sleepstudy"].iloc[np.array(expected["rows"]) - 1]
+    _rel(predict(fit, rows), expected["with_random"], 1e-8, "with random")
+    _rel(predict(fit, rows, include_random=False), expected["fixed_only"], 1e-8, "fixed only")
+    unseen = rows.assign(Subject=999)  # a subject the fit never saw: the fixed-effect prediction
+    _rel(predict(fit, unseen), expected["fixed_only"], 1e-8, "unseen subject")
+    with pytest.raises(DataError, match="'Days'"):
+        predict(fit, rows.drop(columns="Days"))
+
+
+def test_the_bootstrap_from_sufficient_statistics_says_it_is_not_there_yet(datasets):
+    fit, _ = _fit(datasets, "sleepstudy_slope", "reml")
+    with pytest.raises(NotImplementedError, match="random slopes"):
+        fit.bootstrap(n=10)
+
+
+# ---- model comparison ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", [k for k in REF["anova"] if k != "seed_question"])
+def test_anova_as_lme4_with_the_mixture_p_value(datasets, key):
+    from helpers import anova
+
+    spec = REF["anova"][key]
+    m_intercept, _ = _fit(datasets, spec["models"][0], "reml")
+    m_slope, _ = _fit(datasets, spec["models"][1], "reml")
+    table = anova(m_slope, m_intercept)  # in either order, smaller model first
+    expected, polished = spec["anova"], spec["polished_lrt"]
+    assert table.index.tolist() == spec["formulas"]
+    assert table["npar"].tolist() == expected["npar"]
+    assert table["Df"].iloc[1] == expected["Df"][1]
+    for column in ("AIC", "BIC", "logLik", "deviance"):
+        np.testing.assert_allclose(table[column], expected[column], rtol=0, atol=1e-6)
+    assert table["Chisq"].iloc[1] == pytest.approx(polished["chisq"], abs=2e-6)
+    assert table["Pr(>Chisq)"].iloc[1] == pytest.approx(polished["p_chisq"], rel=1e-5)
+    assert table["Pr(mixture)"].iloc[1] == pytest.approx(
+        polished["p_mixture_chisq1_chisq2"], rel=1e-5
+    )
+    assert all(not f.reml for f in table.attrs["fits"])
+
+
+def test_anova_mixture_rules_and_bootstrap():
+    from helpers import anova
+
+    sleep = load_dataset("sleepstudy")
+    m0 = fit_lmm(sleep, "Reaction ~ Days + (1 | Subject)", reml=False)
+    m_unc = fit_lmm(sleep, "Reaction ~ Days + (Days || Subject)", reml=False)
+    m_slope = fit_lmm(sleep, "Reaction ~ Days + (Days | Subject)", reml=False)
+    one = anova(m0, m_unc)  # one added variance: 50:50 chi-square(0) and chi-square(1)
+    chisq = one["Chisq"].iloc[1]
+    assert one["Df"].iloc[1] == 1
+    assert one["Pr(mixture)"].iloc[1] == pytest.approx(0.5 * one["Pr(>Chisq)"].iloc[1])
+    covariance = anova(m_unc, m_slope)  # a covariance only: no variance on its boundary
+    assert np.isnan(covariance["Pr(mixture)"].iloc[1])
+    assert chisq > 0
+    boot = anova(m0, m_slope, bootstrap=9, seed=3)  # an LRT of 42: no replicate reaches it
+    assert boot["Pr(boot)"].iloc[1] == pytest.approx(1 / 10)
+    other = fit_lmm(sleep.iloc[:170], "Reaction ~ Days + (Days | Subject)")
+    with pytest.raises(DataError, match="same rows"):
+        anova(m0, other)
