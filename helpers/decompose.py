@@ -38,7 +38,7 @@ from .design import SufficientStats
 from .fit import fit_lmm, ols_from_design
 from .kernel import blocks_from_stats, evaluate
 from .objective import profile
-from .results import LmmResult, OlsResult
+from .results import LmmResult, OlsResult, PandasCopies
 
 __all__ = [
     "Decomposition",
@@ -278,7 +278,7 @@ def large_theta_limit(stats: SufficientStats, term_names=None) -> pd.Series:
 
 
 @dataclass(frozen=True, eq=False)
-class WithinBetweenBlend:
+class WithinBetweenBlend(PandasCopies):
     """The mixed model's fixed effects as a matrix-weighted blend of the within and between estimators.
 
     beta = M_W beta_W + M_B beta_B,w, with M_W = (W_xx + sigma^2 B_w)^{-1} W_xx and
@@ -490,7 +490,7 @@ def quasi_demean(X, y, codes, lam):
 
 
 @dataclass(frozen=True, eq=False)
-class Decomposition:
+class Decomposition(PandasCopies):
     """Pooled OLS and the mixed model side by side, with the pieces that explain the difference.
 
     Attributes

@@ -1,7 +1,9 @@
 """Frozen result types and summaries that an R user recognises at a glance.
 
-Results never change after they are made: every field is set once by :mod:`helpers.fit`. Methods that
-compute more (intervals, tests, predictions) return new objects and leave the result as it was.
+Results never change after they are made: every field is set once by :mod:`helpers.fit`, and their
+Series and DataFrames are handed out as copies (:class:`PandasCopies`), so changing what a reader got
+never changes the result. Methods that compute more (intervals, tests, predictions) return new objects
+and leave the result as it was.
 """
 
 from __future__ import annotations
@@ -11,7 +13,40 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["OlsResult", "LmmResult", "r_term_name"]
+__all__ = ["OlsResult", "LmmResult", "PandasCopies", "r_term_name"]
+
+#: Before pandas 3 (copy-on-write by default) a shallow copy shares its values, so copy them.
+_DEEP_COPIES = int(pd.__version__.split(".")[0]) < 3
+
+
+class PandasCopies:
+    """For frozen result dataclasses: their Series and DataFrames are handed out as copies.
+
+    ``frozen=True`` stops ``fit.fe_params = x`` but not ``fit.fe_params.iloc[0] = 0``, which would change
+    the Series the result holds. A class with this base keeps its own copies of the pandas objects it
+    was made with, and every read of such an attribute returns a new copy (copy-on-write, so no values
+    are copied until someone writes to it), so a change to what a reader got never reaches the result.
+
+    Examples
+    --------
+    >>> ols = OlsResult(pd.Series({"a": 1.0}), pd.Series({"a": 0.5}), pd.DataFrame(), 1.0, 3, 2, 0,
+    ...                 np.zeros(3), "y ~ 1")
+    >>> mine = ols.params
+    >>> mine.iloc[0] = 99.0
+    >>> float(ols.params.iloc[0]), float(mine.iloc[0])
+    (1.0, 99.0)
+    """
+
+    def __post_init__(self) -> None:
+        for name, value in list(vars(self).items()):
+            if isinstance(value, pd.Series | pd.DataFrame):
+                object.__setattr__(self, name, value.copy(deep=True))
+
+    def __getattribute__(self, name: str) -> object:
+        value = object.__getattribute__(self, name)
+        if isinstance(value, pd.Series | pd.DataFrame):
+            return value.copy(deep=_DEEP_COPIES)
+        return value
 
 
 def _split_interaction(name: str) -> list[str]:
@@ -113,7 +148,7 @@ def _quantile_line(resid: np.ndarray, places: int | None = None) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class OlsResult:
+class OlsResult(PandasCopies):
     """A pooled OLS fit (R's ``lm``).
 
     Attributes
@@ -192,7 +227,7 @@ class OlsResult:
 
 
 @dataclass(frozen=True, eq=False)
-class LmmResult:
+class LmmResult(PandasCopies):
     """A linear mixed model fit with one grouping factor, as lme4's ``lmer`` gives it.
 
     For one random intercept ``(1 | g)`` the fields are as listed. With random slopes or several random

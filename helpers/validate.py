@@ -446,7 +446,8 @@ def check_groups(group: str, n_groups: int, n_obs: int | None = None) -> None:
     ----------
     group : str
     n_groups : int
-        Distinct non-missing values among the rows the model can use.
+        Distinct values among the rows kept (or, before the drop, among the non-missing values: if
+        those are fewer than 2, the rows kept have fewer still).
     n_obs : int, optional
         Rows the model uses (after dropping missing values).
 
@@ -456,12 +457,12 @@ def check_groups(group: str, n_groups: int, n_obs: int | None = None) -> None:
     >>> check_groups("site", 1)
     Traceback (most recent call last):
     ...
-    helpers.validate.DataError: The grouping column 'site' has 1 distinct value(s) among the rows the model can use; a random intercept needs at least 2 groups (and ideally 5 or more).
+    helpers.validate.DataError: The grouping column 'site' has 1 distinct value(s) after dropping rows with missing values; a random intercept needs at least 2 groups (and ideally 5 or more).
     """
     if n_groups < 2:
         raise DataError(
-            f"The grouping column {group!r} has {n_groups} distinct value(s) among the rows the "
-            "model can use; a random intercept needs at least 2 groups (and ideally 5 or more)."
+            f"The grouping column {group!r} has {n_groups} distinct value(s) after dropping rows "
+            "with missing values; a random intercept needs at least 2 groups (and ideally 5 or more)."
         )
     if n_obs is not None and n_groups >= n_obs:
         raise DataError(
