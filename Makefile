@@ -83,5 +83,33 @@ environment.yml: requirements.lock
 	  grep -v '^#' requirements.lock | grep . | sed 's/^/      - /'; \
 	  echo "      - -e ."; } > $@
 
+# Every reference value the tests compare with R (tests/reference/*.R, tests/peer/*.R), regenerated with
+# the data steps each script's header describes. Needs R with lme4 and lmerTest (and jsonlite, digest,
+# sandwich); takes about 15 minutes, most of it random_slopes_reference.R. The large generated CSVs go
+# to a scratch folder and are deleted (the JSON files record their SHA-256). PYTHONPATH makes the
+# scripts use this checkout's helpers.
+R_PACKAGES := lme4 lmerTest jsonlite digest sandwich
+.PHONY: references
+references: env
+	@command -v Rscript >/dev/null 2>&1 || { echo "make references needs R with lme4 and lmerTest: Rscript was not found (Debian: apt-get install -y r-base-core r-cran-lme4 r-cran-lmertest r-cran-jsonlite r-cran-digest r-cran-sandwich)"; exit 1; }
+	@Rscript -e 'missing <- Filter(function(p) !requireNamespace(p, quietly = TRUE), strsplit("$(R_PACKAGES)", " ")[[1]]); if (length(missing)) { message("make references needs R with lme4 and lmerTest; missing R packages: ", paste(missing, collapse = ", ")); quit(status = 1) }'
+	set -e; export PYTHONPATH="$(CURDIR)" PYTHON="$(BIN)/python"; \
+	scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	"$$PYTHON" tests/reference/radon_rows.py; \
+	"$$PYTHON" tests/reference/question_shaped.py "$$scratch"; \
+	Rscript tests/reference/lme4_reference.R "$$scratch/question_shaped.csv"; \
+	"$$PYTHON" tests/reference/formula_data.py; \
+	Rscript tests/reference/formula_reference.R; \
+	Rscript tests/reference/inference_reference.R; \
+	"$$PYTHON" tests/reference/large_theta_data.py; \
+	Rscript tests/reference/large_theta_reference.R; \
+	Rscript tests/reference/seed_question.R; \
+	"$$PYTHON" tests/reference/random_slopes_data.py; \
+	"$$PYTHON" tests/reference/random_slopes_data.py --generated "$$scratch"; \
+	Rscript tests/reference/random_slopes_reference.R "$$scratch"; \
+	"$$PYTHON" tests/reference/random_slopes_statsmodels.py "$$scratch"; \
+	"$$PYTHON" tests/peer/make_peer_data.py; \
+	Rscript tests/peer/peer_reference.R
+
 clean:
 	rm -rf _build $(VENV) .pytest_cache .ruff_cache .hypothesis tests/artifacts
