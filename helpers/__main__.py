@@ -6,11 +6,12 @@ The one command, ``report``, is :func:`helpers.report.main` (also installed as `
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 USAGE = "usage: python -m helpers report DATA --formula FORMULA [options]   (see 'report --help')"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``python -m helpers <command> ...``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
+from numpy.typing import ArrayLike
 
 from ._blas import single_blas_thread
 from .formula import Factor, ModelSpec, Name
@@ -149,7 +151,9 @@ def _grouped_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.nd
     ).reshape(n_groups, values.shape[1])
 
 
-def _qr(X: np.ndarray, term_names, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _qr(
+    X: np.ndarray, term_names: Sequence[str], n_rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Thin QR of X, with a rank check that names aliased terms (``n_rows``: the rows X stands for)."""
     n, p = X.shape
     n = n if n_rows is None else n_rows
@@ -188,8 +192,12 @@ def _qr(X: np.ndarray, term_names, n_rows: int | None = None) -> tuple[np.ndarra
 
 
 def sufficient_stats(
-    X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int, term_names=None
-):
+    X: np.ndarray,
+    y: np.ndarray,
+    codes: np.ndarray,
+    n_groups: int,
+    term_names: Sequence[str] | None = None,
+) -> SufficientStats:
     """Compute :class:`SufficientStats` from row-level arrays.
 
     Parameters
@@ -257,7 +265,7 @@ def cell_sufficient_stats(
     y: np.ndarray,
     codes: np.ndarray,
     n_groups: int,
-    term_names,
+    term_names: Sequence[str],
 ) -> SufficientStats:
     """:class:`SufficientStats` when X has only a few distinct rows (every predictor categorical).
 
@@ -355,7 +363,13 @@ def _cells(values: dict, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def stats_from_cross_products(
-    counts, sum_x, sum_y, xtx, xty, yty, term_names=None
+    counts: ArrayLike,
+    sum_x: ArrayLike,
+    sum_y: ArrayLike,
+    xtx: ArrayLike,
+    xty: ArrayLike,
+    yty: float,
+    term_names: Sequence[str] | None = None,
 ) -> SufficientStats:
     """Build :class:`SufficientStats` from aggregates, without rows.
 
@@ -793,7 +807,7 @@ def spec_levels(spec: ModelSpec) -> dict[str, list]:
     return {label: list(found[0]) for label, found in spec.levels.items()}
 
 
-def _subset(value, rows):
+def _subset(value: Factor | np.ndarray, rows: np.ndarray) -> Factor | np.ndarray:
     if isinstance(value, Factor):
         return Factor(value.codes[rows], value.levels, value.names, value.ordered)
     return value[rows]

@@ -8,10 +8,17 @@ and leave the result as it was.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from .design import Design, SufficientStats
+    from .kernel import OptSummary
 
 __all__ = ["OlsResult", "LmmResult", "PandasCopies", "r_term_name"]
 
@@ -95,7 +102,7 @@ def r_term_name(name: str) -> str:
     return ":".join(out)
 
 
-def _fmt_table(rows, header, left: int = 1):
+def _fmt_table(rows: list[list], header: list, left: int = 1) -> str:
     """Rows of text in columns: the first ``left`` columns flush left, the rest flush right."""
     widths = [max(len(str(r[k])) for r in rows + [header]) for k in range(len(header))]
     lines = []
@@ -115,7 +122,7 @@ def _sig(x: float, digits: int) -> str:
     return f"{x:.{digits}g}"
 
 
-def _decimals(values, digits: int = 4) -> int:
+def _decimals(values: ArrayLike, digits: int = 4) -> int:
     """R's rule for a column: enough decimals that its smallest non-zero entry shows ``digits`` digits."""
     finite = [abs(v) for v in np.ravel(values) if np.isfinite(v) and v != 0]
     if not finite:
@@ -123,12 +130,14 @@ def _decimals(values, digits: int = 4) -> int:
     return int(min(max(digits - 1 - np.floor(np.log10(min(finite))), 0), 15))
 
 
-def _column(values, digits: int = 4) -> list[str]:
+def _column(values: ArrayLike, digits: int = 4) -> list[str]:
     places = _decimals(values, digits)
     return [f"{v:.{places}f}" for v in values]
 
 
-def _coef_rows(names, values, ses, digits=4):
+def _coef_rows(
+    names: Sequence[str], values: np.ndarray, ses: np.ndarray, digits: int = 4
+) -> list[list[str]]:
     """Estimate and SE share their decimals (as R's printCoefmat formats them); t has its own."""
     places = _decimals(np.concatenate([values, ses]), digits)
     tvals = np.asarray(values) / np.asarray(ses)
@@ -292,9 +301,9 @@ class LmmResult(PandasCopies):
     formula: str
     response: str
     group: str
-    stats: object
-    design: object = None
-    optsum: object = None
+    stats: SufficientStats
+    design: Design | None = None
+    optsum: OptSummary | None = None
     random: object = None
     ranef_cov: object = None
 
@@ -373,25 +382,27 @@ class LmmResult(PandasCopies):
         return self.design.y - self.fitted(include_random=True)
 
     # Inference lives in helpers.inference; these methods only delegate, so the result stays frozen.
-    def confint(self, method: str = "profile", level: float = 0.95, **kwargs):
+    def confint(
+        self, method: str = "profile", level: float = 0.95, **kwargs: object
+    ) -> pd.DataFrame:
         """Confidence intervals for sigma_b, sigma and the fixed effects; see :func:`helpers.inference.confint`."""
         from .inference import confint
 
         return confint(self, method=method, level=level, **kwargs)
 
-    def bootstrap(self, n: int = 1000, seed=None, **kwargs):
+    def bootstrap(self, n: int = 1000, seed: int | None = None, **kwargs: object) -> pd.DataFrame:
         """Parametric bootstrap replicates; see :func:`helpers.inference.bootstrap`."""
         from .inference import bootstrap
 
         return bootstrap(self, n=n, seed=seed, **kwargs)
 
-    def tests(self):
+    def tests(self) -> pd.DataFrame:
         """t statistics, Satterthwaite df and p-values; see :func:`helpers.inference.tests`."""
         from .inference import tests
 
         return tests(self)
 
-    def predict(self, data, include_random: bool = True):
+    def predict(self, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
         """Predictions for rows of ``data``; see :func:`helpers.inference.predict`."""
         from .inference import predict
 
