@@ -1,0 +1,806 @@
+"""Per-cluster sufficient statistics computed where the table lives: one Ibis expression for every engine.
+
+The fit needs only per-cluster sums (see :mod:`helpers.design`): the row count, the sums of the centred
+response, numeric predictors and their products, and their co-moments, per cluster and per combination
+of the categorical predictors (a "cell"). This module writes that aggregation once, as an `Ibis
+<https://ibis-project.org>`_ expression (:func:`cell_sums`), and runs it wherever the table is: embedded
+DuckDB (a file on this machine, the default), Spark (a PySpark DataFrame, a Parquet folder, a cluster),
+or any other engine Ibis compiles to. Only the aggregated cells travel back, a few numbers per cluster
+and cell; numpy then turns them into :class:`helpers.design.SufficientStats` exactly as
+:func:`helpers.large.design_from_file` does, so the fit equals the in-memory fit.
+
+The steps
+---------
+1. **Types** come from the table's schema: numbers are numeric predictors; text and logical columns
+   are categorical, with levels sorted as R sorts them in the C locale (``reference`` moves a level to
+   the front), as :func:`helpers.design.build_design` sorts a DataFrame's text columns.
+2. **The centring shifts** (:func:`centre_shifts`) are the averages of the response, of each numeric
+   predictor and of each product an interaction needs, over the first complete rows (up to
+   ``centre_rows``): a small query that reads only those rows.
+3. **One grouped scan** (:func:`cell_sums`) groups by cluster, by the categorical predictors and by a
+   missing-value flag per numeric column, and returns per cell the row count, the sums of the centred
+   values and their population co-moments (``covar_pop``, which DuckDB and Spark accumulate stably).
+   Cells with a missing value hold the dropped rows: they are counted and otherwise ignored.
+4. **In numpy** the cells become the model's statistics (:func:`design_from_cells`), with the centring
+   undone exactly as a reparametrisation (:func:`helpers.large._combine`).
+
+The cost model: one pass over the data (plus the first rows for the shifts), whatever its size, then a
+fit on J clusters' sums, whose cost does not depend on the number of rows.
+
+Random slopes
+-------------
+The cells already carry every per-cluster cross-product of the keys (the response and the numeric
+columns and products): summed over a cluster's cells, ``n (mean mean') + comoment`` is that cluster's
+full cross-product matrix. The blocks Z_i'Z_i, Z_i'X_i and Z_i'y_i of a random slope are sums of the
+same kind, so a slope variable is one more key (one more product column) in the same expression.
+Turning those blocks into :class:`helpers.random_terms` input is not wired yet: this path refuses random
+slopes, as the file path does.
+
+The engines
+-----------
+- a :class:`ibis.expr.types.Table` on any backend: used as it is;
+- a PySpark DataFrame: registered as a temporary view of its own session and read through Ibis's
+  PySpark backend (:func:`as_table`);
+- a file or a folder of Parquet files, by name (:func:`read_table`): read by DuckDB or by Spark.
+
+Spark runs on Java 17; :func:`spark_session` starts a session (local mode by default) and says in one
+line how to install what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import itertools
+import os
+import shutil
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .design import Design, spec_levels
+from .formula import Factor, ModelSpec
+from .validate import (
+    DataError,
+    check_column_type,
+    check_enough_rows,
+    check_groups,
+    check_has_rows,
+    check_infinite,
+    check_not_empty,
+    check_present,
+    check_reference_column,
+    check_reference_level,
+    check_response_kind,
+    drop_missing,
+    parse_formula,
+    require_group,
+)
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+__all__ = [
+    "ENGINES",
+    "EngineUnavailable",
+    "is_table",
+    "as_table",
+    "table_types",
+    "spark_session",
+    "read_table",
+    "centre_shifts",
+    "cell_sums",
+    "scan_cells",
+    "design_from_cells",
+    "design_from_table",
+]
+
+#: The engines of the command line: rows in pandas, or the sums computed by DuckDB or by Spark.
+ENGINES = ("pandas", "duckdb", "spark")
+
+#: The key of the response among the product columns (the others are tuples of column names).
+RESPONSE = "__response__"
+
+_INSTALL_SPARK = (
+    "Spark is not installed; install PySpark and Ibis with pip install 'helpers[spark]' (or pip "
+    "install pyspark 'ibis-framework[duckdb,pyspark]'), or use --engine duckdb."
+)
+_INSTALL_IBIS = (
+    "Ibis is not installed; install it with pip install 'ibis-framework[duckdb]', or use --engine "
+    "pandas."
+)
+_INSTALL_JAVA = (
+    "Spark needs Java 17, which was not found (no 'java' on the PATH or in JAVA_HOME); install it "
+    "(on Debian: apt-get install openjdk-17-jre-headless, or make java in the project) or use "
+    "--engine duckdb."
+)
+
+
+class EngineUnavailable(DataError):
+    """An engine asked for is not installed (Ibis, PySpark or Java); the message says how to install it."""
+
+
+def _require(module: str, message: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise EngineUnavailable(message)
+
+
+def _ibis():
+    _require("ibis", _INSTALL_IBIS)
+    import ibis
+
+    return ibis
+
+
+def _is_spark_frame(data: Any) -> bool:
+    """A PySpark DataFrame (classic or Spark Connect), recognised without importing PySpark."""
+    kind = type(data)
+    return kind.__name__ == "DataFrame" and kind.__module__.startswith("pyspark.sql")
+
+
+def is_table(data: Any) -> bool:
+    """Whether ``data`` is a table this module aggregates where it lives: an Ibis table expression or
+    a PySpark DataFrame (never a pandas DataFrame, whose rows are already here).
+
+    Examples
+    --------
+    >>> is_table(pd.DataFrame({"y": [1.0]}))
+    False
+    >>> import ibis
+    >>> is_table(ibis.memtable({"y": [1.0]}))
+    True
+    """
+    if _is_spark_frame(data):
+        return True
+    kind = type(data)
+    if not kind.__module__.startswith("ibis."):
+        return False
+    import ibis.expr.types as ir
+
+    return isinstance(data, ir.Table)
+
+
+def as_table(data: Any) -> ir.Table:
+    """An Ibis table expression for ``data``: an Ibis table as it is, or a PySpark DataFrame read
+    through Ibis's PySpark backend on the DataFrame's own session (as a temporary view).
+
+    Raises
+    ------
+    EngineUnavailable
+        When Ibis (or its PySpark backend) is not installed.
+    DataError
+        For anything else (a pandas DataFrame belongs to :func:`helpers.design.build_design`).
+    """
+    ibis = _ibis()
+    if _is_spark_frame(data):
+        _require("pyspark", _INSTALL_SPARK)
+        session = data.sparkSession
+        name = f"lmm_rows_{next(_VIEW_NUMBERS)}_{os.getpid()}"
+        data.createOrReplaceTempView(name)
+        return ibis.pyspark.connect(session).table(name)
+    if is_table(data):
+        return data
+    raise DataError(
+        f"Expected an Ibis table or a PySpark DataFrame, got {type(data).__name__}; a pandas "
+        "DataFrame goes to build_design (or fit_lmm) directly."
+    )
+
+
+_VIEW_NUMBERS = itertools.count(1)
+
+
+def _kind(dtype) -> str:
+    """``"numeric"``, ``"float"``, ``"logical"``, ``"text"``, ``"dates"`` or ``"unusable"`` for an Ibis type."""
+    if dtype.is_floating():
+        return "float"
+    if dtype.is_numeric():
+        return "numeric"
+    if dtype.is_boolean():
+        return "logical"
+    if dtype.is_string() or dtype.is_null():
+        return "text"
+    if dtype.is_temporal() or dtype.is_interval():
+        return "dates"
+    return "unusable"
+
+
+def table_types(table: ir.Table) -> dict[str, str]:
+    """Column name -> its Ibis type, as text (``"float64"``, ``"string"``, ...), in table order."""
+    return {name: str(dtype) for name, dtype in table.schema().items()}
+
+
+def spark_session(
+    master: str = "local[*]",
+    *,
+    app_name: str = "mixed-models",
+    config: Mapping[str, str] | None = None,
+):
+    """A Spark session (an existing one with the same master is reused), with a one-line error when
+    PySpark or Java is missing.
+
+    Parameters
+    ----------
+    master : str, default "local[*]"
+        ``local[*]`` (this machine, every core), ``local[2]``, ``spark://host:7077``, ``yarn``, ... A
+        Spark Connect address (``sc://host:15002``) starts a remote session instead.
+    app_name : str
+    config : dict, optional
+        Further Spark settings. In local mode the web UI is off, the driver listens on 127.0.0.1 only
+        and the scratch folders are in the system's temporary folder, unless set here.
+
+    Raises
+    ------
+    EngineUnavailable
+        When PySpark or Java is not installed, saying how to install it.
+    """
+    _require("pyspark", _INSTALL_SPARK)
+    _require("ibis", _INSTALL_SPARK)
+    from pyspark.sql import SparkSession
+
+    if master.startswith("sc://"):
+        return SparkSession.builder.remote(master).appName(app_name).getOrCreate()
+    java_home = os.environ.get("JAVA_HOME")
+    if not shutil.which("java") and not (java_home and (Path(java_home) / "bin" / "java").exists()):
+        raise EngineUnavailable(_INSTALL_JAVA)
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+    }
+    if master.startswith("local"):
+        import tempfile
+
+        settings |= {
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.local.dir": tempfile.gettempdir(),
+            "spark.sql.shuffle.partitions": "4",
+        }
+    settings |= dict(config or {})
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def read_table(path, engine: str = "duckdb", *, session=None, master: str = "local[*]"):
+    """An Ibis table over a Parquet file, a folder of Parquet files or a CSV file, read by ``engine``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    engine : {"duckdb", "spark"}
+    session : pyspark.sql.SparkSession, optional
+        For ``engine="spark"``; :func:`spark_session` with ``master`` by default.
+    master : str, default "local[*]"
+
+    Returns
+    -------
+    ibis.expr.types.Table
+        A CSV file is read in the dialect pandas reads, with the strings pandas reads as missing
+        (``NA``, ``NULL``, an empty field, ...) as missing; pass ``text_numbers=True`` to
+        :func:`design_from_table` so that a column of numbers with such gaps is numeric, as in pandas.
+
+    Raises
+    ------
+    DataError
+        For a missing path, an unknown format, or a folder without Parquet files.
+    """
+    from .large import check_file, file_format
+
+    if engine not in ("duckdb", "spark"):
+        raise DataError(f"Unknown engine {engine!r}; use one of 'duckdb', 'spark'.")
+    p = Path(path)
+    if p.is_dir():
+        if not any(p.glob("*.parquet")) and not any(p.glob("**/*.parquet")):
+            raise DataError(
+                f"The folder {str(path)!r} holds no .parquet files; give a Parquet file, a folder of "
+                "Parquet files or a CSV file."
+            )
+        fmt = "parquet"
+    elif not p.exists() and "://" in str(
+        path
+    ):  # object storage (s3a://, gs://, abfss://): Spark reads it
+        fmt = file_format(path)
+    else:
+        fmt = check_file(path)
+    ibis = _ibis()
+    with _quiet_ibis():
+        return _read(ibis, str(path), fmt, engine, session, master)
+
+
+def _read(ibis, path: str, fmt: str, engine: str, session, master: str):
+    p = Path(path)
+    if engine == "duckdb":
+        con = ibis.duckdb.connect()
+        if fmt == "parquet":
+            target = str(p / "**" / "*.parquet") if p.is_dir() else str(p)
+            return con.read_parquet(target)
+        from .large import NA_STRINGS
+
+        return con.read_csv(
+            str(p),
+            header=True,
+            nullstr=list(NA_STRINGS),
+            delim="\t" if fmt == "tsv" else ",",
+            quote='"',
+            escape='"',
+        )
+    session = session or spark_session(master)
+    con = ibis.pyspark.connect(session)
+    if fmt == "parquet":
+        return con.read_parquet(path)
+    from .large import NA_STRINGS
+
+    table = con.read_csv(path, header=True, inferSchema=True, sep="\t" if fmt == "tsv" else ",")
+    # Spark reads an empty field as missing; the other strings pandas reads as missing too
+    markers = [s for s in NA_STRINGS if s]
+    text = [c for c, t in table.schema().items() if t.is_string()]
+    return table.mutate(
+        **{
+            c: ibis.cases((table[c].isin(markers), ibis.null("string")), else_=table[c])
+            for c in text
+        }
+    )
+
+
+def _missing(column, kind: str):
+    if kind == "float":
+        return column.isnull() | column.isnan()
+    return column.isnull()
+
+
+def _value(table, key, response: str):
+    names = [response] if key == RESPONSE else list(key)
+    value = None
+    for name in names:
+        term = table[name].cast("float64")
+        value = term if value is None else value * term
+    return value
+
+
+def centre_shifts(
+    table: ir.Table,
+    keys: Sequence,
+    response: str,
+    complete,
+    centre_rows: int | None = 1_000_000,
+) -> dict:
+    """The centring shifts: the average of each key over the first ``centre_rows`` complete rows.
+
+    Parameters
+    ----------
+    table : ibis.expr.types.Table
+    keys : list
+        :data:`RESPONSE` and tuples of numeric columns (a product).
+    response : str
+    complete : ibis boolean expression
+        True on rows without a missing value in a model column.
+    centre_rows : int or None
+        None averages every complete row (a second full scan).
+
+    Returns
+    -------
+    dict
+        key -> shift (0.0 where the average is undefined).
+    """
+    values = table.filter(complete).select(
+        **{f"v{a}": _value(table, key, response) for a, key in enumerate(keys)}
+    )
+    if centre_rows is not None:
+        values = values.limit(int(centre_rows))
+    row = values.aggregate(**{f"a{a}": values[f"v{a}"].mean() for a in range(len(keys))})
+    found = _run(row).to_pylist()[0]
+    shifts = {}
+    for a, key in enumerate(keys):
+        v = found[f"a{a}"]
+        shifts[key] = float(v) if v is not None and np.isfinite(v) else 0.0
+    return shifts
+
+
+def cell_sums(
+    table: ir.Table,
+    keys: Sequence,
+    shifts: Mapping,
+    *,
+    response: str,
+    group: str,
+    categorical: Sequence[str] = (),
+    flagged: Mapping[str, str] | None = None,
+    comoments: bool = True,
+) -> ir.Table:
+    """The one aggregation: per cell, the row count and the sums and co-moments of the centred keys.
+
+    Parameters
+    ----------
+    table : ibis.expr.types.Table
+    keys : list
+        :data:`RESPONSE` and tuples of numeric columns; the value of a tuple is the product of its
+        columns. Random-slope blocks are more of the same (see the module notes).
+    shifts : dict
+        key -> the number subtracted from its value before summing (:func:`centre_shifts`).
+    response, group : str
+    categorical : list of str
+        Predictors grouped by as text (not the grouping column).
+    flagged : dict, optional
+        Numeric column -> its kind (``"float"`` or ``"numeric"``): a missing-value flag per column
+        (NaN counts as missing in a float column).
+    comoments : bool, default True
+        Also the population co-moments of every pair of keys (``covar_pop``).
+
+    Returns
+    -------
+    ibis.expr.types.Table
+        Columns ``__group``, ``__k{i}`` (the categorical predictors, as text), ``__m{i}`` (the flags),
+        ``n_rows``, ``s{a}`` and ``c{a}_{b}`` (a <= b). Nothing is run until it is executed.
+    """
+    flagged = dict(flagged or {})
+    select = {"__group": table[group]}
+    for i, column in enumerate(categorical):
+        select[f"__k{i}"] = table[column].cast("string")
+    for i, (column, kind) in enumerate(flagged.items()):
+        select[f"__m{i}"] = _missing(table[column], kind)
+    for a, key in enumerate(keys):
+        select[f"__d{a}"] = _value(table, key, response) - float(shifts[key])
+    rows = table.select(**select)
+    by = [name for name in select if not name.startswith("__d")]
+    aggs = {"n_rows": rows.count()}
+    m = len(keys)
+    for a in range(m):
+        aggs[f"s{a}"] = rows[f"__d{a}"].sum()
+    if comoments:
+        for a in range(m):
+            for b in range(a, m):
+                aggs[f"c{a}_{b}"] = rows[f"__d{a}"].cov(rows[f"__d{b}"], how="pop")
+    return rows.group_by(by).aggregate(**aggs)
+
+
+@contextlib.contextmanager
+def _quiet_ibis():
+    """Without the notices Ibis triggers by calling DuckDB's and pandas' older names (not ours)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\.")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"ibis\.")
+        yield
+
+
+def _run(expr):
+    """Run an expression on its engine and return a pyarrow table."""
+    with _quiet_ibis():
+        return expr.to_pyarrow()
+
+
+def _fetch(expr) -> pd.DataFrame:
+    """Run an expression and return its (few) rows, with Python values as the engine gives them."""
+    table = _run(expr)
+    return pd.DataFrame(
+        {
+            name: pd.Series(table.column(name).to_pylist(), dtype=object)
+            for name in table.column_names
+        }
+    )
+
+
+def scan_cells(
+    table: ir.Table,
+    *,
+    response: str,
+    keys: Sequence,
+    model_columns: Sequence[str],
+    kinds: Mapping[str, str],
+    categorical: Sequence[str],
+    group: str,
+    centre_rows: int | None = 1_000_000,
+) -> tuple[pd.DataFrame, dict, dict]:
+    """The first pass (centring shifts) and the one grouped scan, run where the table lives.
+
+    Returns
+    -------
+    cells : pandas.DataFrame
+        One row per cluster x categorical levels x missing flags, with the columns of
+        :func:`cell_sums` (``__k{i}`` renamed to the column), ``n`` (the rows used: 0 in a cell of
+        dropped rows) and, when the grouping column is categorical, a copy of ``__group`` under its name.
+    shifts : dict
+    missing : dict
+        Column -> rows with a missing value in it.
+    """
+    ibis = _ibis()
+    others = [c for c in categorical if c != group]
+    flagged = {c: kinds[c] for c in model_columns if kinds[c] in ("float", "numeric")}
+    complete = ibis.and_(*[~_missing(table[c], kinds[c]) for c in model_columns])
+    shifts = centre_shifts(table, keys, response, complete, centre_rows)
+    expr = cell_sums(
+        table, keys, shifts, response=response, group=group, categorical=others, flagged=flagged
+    )
+    cells = _fetch(expr)
+    cells = cells.rename(columns={f"__k{i}": c for i, c in enumerate(others)})
+    if group in categorical:
+        cells[group] = cells["__group"].map(lambda v: v if v is None else str(v))
+    n_rows = cells["n_rows"].to_numpy(dtype=np.int64)
+    dropped = np.zeros(len(cells), dtype=bool)
+    missing = {}
+    names = list(flagged)
+    for column in model_columns:
+        if column in flagged:
+            flag = cells[f"__m{names.index(column)}"]
+            is_missing = flag.map(bool).to_numpy(dtype=bool)
+        else:
+            is_missing = cells["__group" if column == group else column].isna().to_numpy()
+        missing[column] = int(n_rows[is_missing].sum())
+        dropped |= is_missing
+    cells["n"] = np.where(dropped, 0, n_rows)
+    cells = cells.drop(columns=[f"__m{i}" for i in range(len(names))])
+    sums = [c for c in cells.columns if c[0] in "sc" and c[1:2].isdigit()]
+    for column in sums:
+        cells[column] = pd.to_numeric(cells[column], errors="coerce").astype(float)
+    used = cells.loc[cells["n"] > 0, sums].to_numpy(dtype=float)
+    if used.size and not np.isfinite(used).all():
+        atoms = {v for key in keys if key != RESPONSE for v in key}
+        for column in [response] + [c for c in model_columns if c in atoms]:
+            counted = table.filter(table[column].cast("float64").isinf()).count()
+            check_infinite(column, int(_run(counted).as_py()))
+        raise DataError(
+            "The sums of the model columns overflow; rescale the response or the predictors."
+        )
+    return cells, shifts, missing
+
+
+def design_from_cells(
+    cells: pd.DataFrame,
+    shifts: Mapping,
+    missing: Mapping[str, int],
+    *,
+    parsed,
+    formula: str,
+    response: str,
+    variables: Sequence[str],
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    group: str,
+    keys: Sequence,
+    reference: Mapping[str, object],
+    name: str,
+    stored_levels: Mapping[str, tuple[list, bool]] | None = None,
+    path: str | None = None,
+) -> Design:
+    """The model's :class:`helpers.design.Design` from the aggregated cells, with the checks of
+    :mod:`helpers.validate` applied to what the scan counted (rows, missing values, clusters, levels).
+
+    ``stored_levels`` gives a categorical column's stored level order and whether it is ordered (a
+    Parquet dictionary column); other text columns take their levels sorted. ``name`` names the data
+    in the message for a table without rows.
+    """
+    from .large import _combine
+
+    # sorted, as build_design lists them, so the messages and the counts read the same
+    model_columns = sorted(dict.fromkeys([response, *variables, group]), key=str)
+    n_all = int(cells["n_rows"].sum()) if len(cells) else 0
+    check_has_rows(name, n_all)
+    for column in model_columns:
+        check_not_empty(column, n_all, missing.get(column, 0))
+    complete = cells[cells["n"] > 0].reset_index(drop=True)
+    n_obs = int(complete["n"].sum())
+    n_dropped = n_all - n_obs
+    dropped_by_column = {c: int(missing[c]) for c in model_columns if missing.get(c, 0)}
+    drop_missing(n_all, dropped_by_column, n_dropped, model_columns, stacklevel=3)
+
+    for column, wanted in reference.items():
+        key = "__group" if column == group else column
+        check_reference_level(column, wanted, sorted({str(v) for v in cells[key].dropna()}))
+    levels, is_ordered = {}, {}
+    stored_levels = dict(stored_levels or {})
+    for column in categorical:
+        wanted = reference.get(column)
+        present = sorted({str(v) for v in complete[column]})
+        stored = stored_levels.get(column)
+        if stored:
+            ordered = [v for v in stored[0] if v in present]
+            ordered += [v for v in present if v not in stored[0]]
+            is_ordered[column] = stored[1]
+        else:
+            ordered = present
+        if wanted is not None and str(wanted) in ordered:
+            ordered = [str(wanted)] + [v for v in ordered if v != str(wanted)]
+        levels[column] = ordered
+
+    labels = sorted(set(complete["__group"].tolist()), key=lambda v: (str(type(v)), v))
+    check_groups(group, len(labels), n_obs)
+    codes = pd.Index(labels).get_indexer(complete["__group"])
+
+    # each model column on a cell: its categorical indicator times the product of its numeric columns
+    spec = ModelSpec(parsed.model)
+    values = {}
+    for column in variables:
+        if column in numeric:
+            values[column] = np.ones(len(complete))
+        else:
+            codes_c = pd.Index(levels[column]).get_indexer(complete[column].astype(str))
+            values[column] = Factor(
+                codes_c, levels[column], list(levels[column]), is_ordered.get(column, False)
+            )
+    values = spec.learn(values, np.ones(len(complete), dtype=bool))
+    indicator = spec.matrix(values, len(complete), unit_numeric=True)
+    term_names = list(spec.column_names)
+    check_enough_rows(n_obs, len(term_names))
+    column_atoms = [tuple(sorted(atom)) for atom in spec.column_numeric]
+    atoms = [key for key in keys if key != RESPONSE]
+    stats = _combine(
+        complete, indicator, column_atoms, atoms, dict(shifts), codes, len(labels), term_names
+    )
+    return Design(
+        term_names=term_names,
+        response=response,
+        formula=formula,
+        group=group,
+        group_labels=pd.Index(labels, name=group),
+        stats=stats,
+        n_dropped=n_dropped,
+        dropped_by_column=dropped_by_column,
+        model_spec=spec,
+        reference_levels=dict(spec.reference_levels),
+        levels=spec_levels(spec),
+        path=path,
+    )
+
+
+def _example(table, column: str) -> str | None:
+    found = _run(table.filter(table[column].notnull()).select(column).limit(1))
+    values = found.column(column).to_pylist()
+    return str(values[0]) if values else None
+
+
+def design_from_table(
+    data,
+    formula: str,
+    *,
+    group: str | None = None,
+    reference: Mapping[str, object] | None = None,
+    centre_rows: int | None = 1_000_000,
+    name: str = "the table",
+    text_numbers: bool = False,
+) -> Design:
+    """Compute a model's sufficient statistics where the table lives, and return its design.
+
+    Parameters
+    ----------
+    data : ibis.expr.types.Table or pyspark.sql.DataFrame
+        The rows, on any Ibis backend (DuckDB, Spark, ...) or as a PySpark DataFrame. They are never
+        brought here: the engine returns a few sums per cluster and cell.
+    formula : str
+        ``"y ~ x + (1 | g)"``, or a fixed-effects formula with ``group``. Plain columns and their
+        interactions (as :func:`helpers.large.design_from_file`).
+    group : str, optional
+    reference : dict, optional
+        ``{column: level}``: the reference (first) level of a categorical predictor.
+    centre_rows : int or None, default 1_000_000
+        How many complete rows the first pass averages for the centring shifts.
+    name : str
+        What to call the data in a message (a file name, or "the table").
+    text_numbers : bool, default False
+        Read a model column of text whose values all read as numbers as numbers, as pandas reads a
+        CSV file (True for a table read from CSV by :func:`read_table`; a DataFrame's text stays text).
+
+    Returns
+    -------
+    helpers.design.Design
+        Without rows, with the statistics, terms, levels, counts and dropped rows that
+        :func:`helpers.design.build_design` gives for the same rows in a DataFrame.
+
+    Raises
+    ------
+    DataError
+        For a column not in the table, a non-numeric response, too few clusters, an absent reference
+        level, or a formula this path cannot compute, with the messages of :mod:`helpers.validate`.
+    EngineUnavailable
+        When Ibis (or, for a PySpark DataFrame, PySpark) is not installed.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> from helpers.data import load_dataset
+    >>> table = ibis.memtable(load_dataset("sleepstudy"))
+    >>> d = design_from_table(table, "Reaction ~ Days + (1 | Subject)")
+    >>> d.term_names, d.n_obs, d.n_groups
+    (['Intercept', 'Days'], 180, 18)
+    """
+    from .large import _all_numbers, _atom, _parse_terms
+
+    table = as_table(data)
+    reference = dict(reference or {})
+    parsed = parse_formula(formula, group)
+    group = require_group(parsed.group)
+    response, variables, terms = _parse_terms(parsed)
+    model_columns = list(dict.fromkeys([response, *variables, group]))
+
+    schema = table.schema()
+    check_present(model_columns + list(reference), list(schema))
+    if text_numbers:
+        # a text column whose values all read as numbers is numeric, as pandas reads a CSV file
+        forced = {}
+        for column in model_columns:
+            if column != group and schema[column].is_string():
+                counts = _text_counts(table, column)
+                if len(counts) and _all_numbers(counts):
+                    forced[column] = table[column].try_cast("float64")
+        if forced:
+            table = table.mutate(**forced)
+            schema = table.schema()
+    types = {c: str(t) for c, t in schema.items()}
+    kinds = {c: _kind(schema[c]) for c in model_columns}
+    for column in model_columns:
+        check_column_type(
+            column,
+            types[column],
+            dates=kinds[column] == "dates",
+            unusable=kinds[column] == "unusable",
+            group=column == group,
+        )
+    kind = kinds[response]
+    numeric_response = kind in ("float", "numeric")
+    check_response_kind(
+        response,
+        types[response],
+        numeric_response,
+        None if numeric_response else _example(table, response),
+    )
+    numeric = [v for v in variables if kinds[v] in ("float", "numeric")]
+    categorical = [v for v in variables if v not in numeric]
+    for column in reference:
+        check_reference_column(column, model_columns, kinds.get(column) in ("float", "numeric"))
+    from .large import text_number_problem
+
+    for column in categorical:
+        if column != group and kinds[column] == "text":
+            counts = _text_counts(table, column)
+            problem = text_number_problem(column, counts)
+            if problem:
+                raise DataError(problem)
+    atoms = list(dict.fromkeys(_atom(names, numeric) for names in terms))
+    keys = [RESPONSE] + [a for a in atoms if a]
+    cells, shifts, missing = scan_cells(
+        table,
+        response=response,
+        keys=keys,
+        model_columns=model_columns,
+        kinds=kinds,
+        categorical=categorical,
+        group=group,
+        centre_rows=centre_rows,
+    )
+    for column in categorical:
+        if kinds[column] == "logical" and column != group:
+            cells[column] = cells[column].map(
+                lambda v: (
+                    v if v is None else {"true": "TRUE", "false": "FALSE"}.get(str(v).lower(), v)
+                )
+            )
+    return design_from_cells(
+        cells,
+        shifts,
+        missing,
+        parsed=parsed,
+        formula=formula,
+        response=response,
+        variables=variables,
+        numeric=numeric,
+        categorical=categorical,
+        group=group,
+        keys=keys,
+        reference=reference,
+        name=name,
+    )
+
+
+def _text_counts(table, column: str, rows: int = 100_000) -> pd.Series:
+    """How often each value of a text column occurs among its first non-missing values."""
+    values = table.filter(table[column].notnull()).select(v=table[column]).limit(rows)
+    found = _fetch(values.group_by("v").aggregate(k=values.count()))
+    return pd.Series(
+        dict(zip(found["v"].tolist(), (int(k) for k in found["k"]), strict=True)), dtype="int64"
+    )

@@ -1,0 +1,96 @@
+"""Data and comparisons shared by the engine tests (tests/test_engines.py, tests/test_spark.py).
+
+Every engine must give the statistics of :func:`helpers.design.build_design` on the same rows. The
+statistics are compared in the basis of X (the sums of X and y per cluster, X'X, X'y, y'y and the
+within-cluster cross-products), which does not depend on the signs a QR decomposition chooses.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from helpers.design import build_design
+from helpers.validate import RowsDroppedWarning
+
+TOL = 1e-10
+
+#: (formula, reference): string and integer cluster labels, missing values, a factor with a chosen
+#: reference, an interaction of a number and a factor, a logical predictor, no intercept.
+FORMULAS = [
+    ("y ~ x * dose + (1 | site)", {"dose": "placebo"}),
+    ("y ~ x + dose + flag + (1 | wave)", None),
+    ("y ~ 0 + dose + x + (1 | site)", None),
+]
+
+
+def messy_frame(n: int = 2000, seed: int = 3) -> pd.DataFrame:
+    """Rows with a far offset in y, string (``site``) and integer (``wave``) cluster labels, a 3-level
+    text column with a reference other than the first sorted level, a logical column, and gaps."""
+    rng = np.random.default_rng(seed)
+    site = rng.integers(0, 25, n)
+    frame = pd.DataFrame(
+        {
+            "y": 1000.0 + 0.5 * rng.standard_normal(25)[site] + rng.standard_normal(n),
+            "x": 50.0 + 3.0 * rng.standard_normal(n) + 0.1 * site,
+            "dose": rng.choice(["placebo", "High", "low"], n),
+            "flag": rng.random(n) < 0.4,
+            "site": [f"s{k:02d}" for k in site],
+            "wave": rng.integers(1, 9, n),
+        }
+    )
+    frame["y"] += 0.3 * (frame["dose"] == "High") - 0.1 * frame["x"]
+    frame.loc[rng.choice(n, 40, replace=False), "x"] = np.nan
+    frame.loc[rng.choice(n, 30, replace=False), "y"] = np.nan
+    frame["dose"] = frame["dose"].astype(object)
+    frame.loc[rng.choice(n, 25, replace=False), "dose"] = None
+    return frame
+
+
+def in_memory(frame: pd.DataFrame, formula: str, reference=None):
+    """The pandas path: build_design on the rows, with the reference level set as the report sets it."""
+    data = frame.copy()
+    for column, level in (reference or {}).items():
+        levels = sorted(data[column].dropna().unique())
+        data[column] = pd.Categorical(
+            data[column], categories=[level] + [v for v in levels if v != level]
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        return build_design(data, formula)
+
+
+def x_basis(design) -> dict:
+    """The statistics in X's basis: they do not depend on the signs of the QR factor."""
+    s = design.stats
+    r = s.r_factor
+    return {
+        "counts": s.counts.astype(float),
+        "sum_x": s.sum_x,
+        "sum_y": s.sum_y,
+        "xtx": r.T @ r,
+        "beta_ols": s.beta_ols,
+        "ete": np.array([s.ete]),
+        "sum_e": s.sum_e,
+        "within_xx": r.T @ s.within_qq @ r,
+        "within_xe": r.T @ s.within_qe,
+        "within_ee": np.array([s.within_ee]),
+    }
+
+
+def assert_same_design(got, expected, tol: float = TOL) -> None:
+    """Same terms, levels, labels, counts and dropped rows, and statistics equal to ``tol`` relative
+    (to the largest entry of each statistic)."""
+    assert got.term_names == expected.term_names
+    assert got.reference_levels == expected.reference_levels
+    assert [str(v) for v in got.group_labels] == [str(v) for v in expected.group_labels]
+    assert got.n_obs == expected.n_obs
+    assert got.n_dropped == expected.n_dropped
+    assert got.dropped_by_column == expected.dropped_by_column
+    a, b = x_basis(got), x_basis(expected)
+    for key in a:
+        scale = max(float(np.max(np.abs(b[key]), initial=0.0)), 1e-300)
+        error = float(np.max(np.abs(a[key] - b[key]), initial=0.0)) / scale
+        assert error <= tol, f"{key}: relative difference {error:.2e}"

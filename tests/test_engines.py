@@ -1,0 +1,172 @@
+"""The per-cluster sums written once as an Ibis expression (helpers.engines), on embedded DuckDB.
+
+The statistics from an Ibis table equal those of the rows in pandas (build_design) and of today's file
+path (helpers.large.design_from_file) to 1e-10, on data with missing values, string and integer cluster
+labels, a factor with a chosen reference and a logical predictor; bad input gives the in-memory path's
+messages; a missing engine says in one line how to install it. Spark is in tests/test_spark.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from engine_cases import FORMULAS, assert_same_design, in_memory, messy_frame
+
+from helpers import engines
+from helpers.design import build_design
+from helpers.engines import EngineUnavailable, design_from_table, read_table
+from helpers.large import design_from_file
+from helpers.validate import DataError, RowsDroppedWarning
+
+# ibis.memtable on pandas 3 calls a pandas option that pandas marks as deprecated (Ibis's, not ours)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ibis")
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return messy_frame()
+
+
+@pytest.fixture(scope="module")
+def parquet(tmp_path_factory, frame):
+    path = tmp_path_factory.mktemp("engines") / "messy.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+def _quiet(function, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        return function(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("formula", "reference"), FORMULAS)
+def test_ibis_statistics_equal_pandas_and_the_file_path(frame, parquet, formula, reference):
+    expected = in_memory(frame, formula, reference)
+    table = ibis.memtable(frame)
+    got = _quiet(design_from_table, table, formula, reference=reference)
+    assert_same_design(got, expected)
+    assert_same_design(got, _quiet(design_from_file, parquet, formula, reference=reference))
+    assert got.n_dropped > 0 and got.rows is None
+
+
+def test_a_duckdb_table_read_from_a_file_or_a_folder(tmp_path, frame):
+    formula, reference = FORMULAS[0]
+    expected = in_memory(frame, formula, reference)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.iloc[:700].to_parquet(folder / "part-0.parquet")
+    frame.iloc[700:].to_parquet(folder / "part-1.parquet")
+    got = _quiet(design_from_table, read_table(folder), formula, reference=reference)
+    assert_same_design(got, expected)
+    csv = tmp_path / "messy.csv"
+    frame.to_csv(csv, index=False)
+    got = _quiet(design_from_table, read_table(csv), formula, reference=reference)
+    assert_same_design(got, expected)
+
+
+def test_dropped_rows_are_counted_and_warned(frame):
+    table = ibis.memtable(frame)
+    with pytest.warns(RowsDroppedWarning, match=r"Dropped \d+ of 2000 rows"):
+        got = design_from_table(table, "y ~ x + dose + (1 | site)")
+    complete = frame[["y", "x", "dose", "site"]].dropna()
+    assert got.n_obs == len(complete) and got.n_dropped == len(frame) - len(complete)
+    assert got.dropped_by_column == {"dose": 25, "x": 40, "y": 30}
+    assert got.dropped_by_column == in_memory(frame, "y ~ x + dose + (1 | site)").dropped_by_column
+
+
+def test_the_centring_shift_need_only_be_near_the_mean(frame):
+    formula = "y ~ x + dose + (1 | site)"
+    table = ibis.memtable(frame)
+    one = _quiet(design_from_table, table, formula, centre_rows=1)
+    every = _quiet(design_from_table, table, formula, centre_rows=None)
+    assert_same_design(one, every)
+
+
+def _message(call) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        with pytest.raises(DataError) as info:
+            call()
+    return str(info.value)
+
+
+def test_bad_input_gives_the_in_memory_messages(frame):
+    table = ibis.memtable(frame)
+    cases = [
+        "y ~ x + dosage + (1 | site)",  # a column missing from the table
+        "y ~ x + (1 | lonely)",  # one cluster
+    ]
+    data = frame.assign(lonely="only")
+    table = ibis.memtable(data)
+    for formula in cases:
+        expected = _message(lambda f=formula: build_design(data, f))
+        assert _message(lambda f=formula: design_from_table(table, f)) == expected
+    # a non-numeric response: the same sentence; the type is named as each engine names it
+    expected = _message(lambda: build_design(data, "dose ~ x + (1 | site)"))
+    got = _message(lambda: design_from_table(table, "dose ~ x + (1 | site)"))
+    assert re.sub(r"type \w+", "type T", got) == re.sub(r"type \w+", "type T", expected)
+    assert got.startswith("The response 'dose' is not numeric (type string, e.g. ")
+
+
+def test_an_empty_result_after_dropping_rows():
+    data = pd.DataFrame(
+        {
+            "y": [1.0, np.nan, 2.0, np.nan],
+            "z": [np.nan, 1.0, np.nan, 2.0],
+            "site": ["a", "a", "b", "b"],
+        }
+    )
+    formula = "y ~ z + (1 | site)"
+    expected = _message(lambda: build_design(data, formula))
+    assert "No rows are left" in expected
+    assert _message(lambda: design_from_table(ibis.memtable(data), formula)) == expected
+
+
+def test_a_missing_engine_says_how_to_install_it(monkeypatch):
+    real = importlib.util.find_spec
+
+    def without(name, *args, **kwargs):
+        return None if name == "pyspark" else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without)
+    with pytest.raises(EngineUnavailable, match=r"^Spark is not installed; install PySpark"):
+        engines.spark_session()
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(EngineUnavailable, match=r"Java 17.*openjdk-17-jre-headless") as info:
+        engines.spark_session()
+    assert "\n" not in str(info.value)
+
+
+def test_the_aggregation_is_one_grouped_query(frame):
+    """The sums are one GROUP BY with count, sum and covar_pop: the SQL Ibis writes for DuckDB."""
+    table = ibis.memtable(frame)
+    keys = [engines.RESPONSE, ("x",)]
+    expr = engines.cell_sums(
+        table,
+        keys,
+        {engines.RESPONSE: 1000.0, ("x",): 50.0},
+        response="y",
+        group="site",
+        categorical=["dose"],
+        flagged={"x": "float", "y": "float"},
+    )
+    sql = ibis.to_sql(expr, dialect="duckdb")
+    assert sql.count("GROUP BY") == 1
+    assert "COVAR_POP" in sql and "SUM(" in sql and "COUNT(*)" in sql
+    assert {"n_rows", "s0", "s1", "c0_0", "c0_1", "c1_1"} <= set(expr.columns)
+
+
+def test_is_table_and_as_table():
+    assert not engines.is_table(pd.DataFrame({"y": [1.0]}))
+    assert engines.is_table(ibis.memtable({"y": [1.0]}))
+    with pytest.raises(DataError, match="Expected an Ibis table or a PySpark DataFrame, got list"):
+        engines.as_table([1, 2])

@@ -1,0 +1,105 @@
+"""The per-cluster sums computed by Spark (local mode, 2 cores) equal those of pandas and DuckDB.
+
+One Spark session serves the whole test run (its start-up is the main cost): local[2], no web UI, the
+driver on 127.0.0.1, scratch folders in pytest's temporary folder. The same Ibis expression that runs
+on DuckDB (tests/test_engines.py) runs here on a PySpark DataFrame, on a folder of Parquet files and on
+a CSV file read by Spark, and bad input gives the in-memory path's messages.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pandas as pd
+import pytest
+from engine_cases import FORMULAS, assert_same_design, in_memory, messy_frame
+
+from helpers.design import build_design
+from helpers.engines import design_from_table, read_table, spark_session
+from helpers.large import design_from_file
+from helpers.validate import DataError, RowsDroppedWarning
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning:pyspark"),
+]
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    session = spark_session(
+        "local[2]",
+        app_name="helpers-tests",
+        config={
+            "spark.local.dir": str(tmp_path_factory.mktemp("spark-local")),
+            "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse")),
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+        },
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return messy_frame()
+
+
+def _quiet(function, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        return function(*args, **kwargs)
+
+
+def test_spark_statistics_equal_pandas_and_duckdb(spark, frame, tmp_path):
+    parquet = tmp_path / "messy.parquet"
+    frame.to_parquet(parquet)
+    rows = spark.createDataFrame(frame)
+    for formula, reference in FORMULAS:
+        expected = in_memory(frame, formula, reference)
+        got = _quiet(design_from_table, rows, formula, reference=reference)
+        assert_same_design(got, expected)
+        assert_same_design(got, _quiet(design_from_file, parquet, formula, reference=reference))
+        assert got.n_dropped > 0
+
+
+def test_spark_reads_a_parquet_folder_and_a_csv_file(spark, frame, tmp_path):
+    formula, reference = FORMULAS[1]  # integer cluster labels
+    expected = in_memory(frame, formula, reference)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.iloc[:900].to_parquet(folder / "part-0.parquet")
+    frame.iloc[900:].to_parquet(folder / "part-1.parquet")
+    table = read_table(folder, "spark", session=spark)
+    assert_same_design(_quiet(design_from_table, table, formula, reference=reference), expected)
+    # a CSV file with pandas' missing-value markers: 'NA' in a numeric column, 'NULL' in a text one
+    data = frame.copy()
+    data["x"] = data["x"].astype(object).where(data["x"].notna(), "NA")
+    data["dose"] = data["dose"].where(data["dose"].notna(), "NULL")
+    csv = tmp_path / "messy.csv"
+    data.to_csv(csv, index=False)
+    table = read_table(csv, "spark", session=spark)
+    got = _quiet(design_from_table, table, formula, reference=reference, text_numbers=True)
+    assert_same_design(got, expected)
+
+
+def _message(call) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        with pytest.raises(DataError) as info:
+            call()
+    return str(info.value)
+
+
+def test_bad_input_on_spark_gives_the_in_memory_messages(spark, frame):
+    data = frame.assign(lonely="only")
+    rows = spark.createDataFrame(data)
+    for formula in ("y ~ x + dosage + (1 | site)", "y ~ x + (1 | lonely)"):
+        expected = _message(lambda f=formula: build_design(data, f))
+        assert _message(lambda f=formula: design_from_table(rows, f)) == expected
+    expected = _message(lambda: build_design(data, "dose ~ x + (1 | site)"))
+    got = _message(lambda: design_from_table(rows, "dose ~ x + (1 | site)"))
+    assert re.sub(r"type \w+", "type T", got) == re.sub(r"type \w+", "type T", expected)
