@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # extra options for 'make lab', e.g. LAB_OPTIONS="--no-browser --ServerApp.port=8899"
 LAB_OPTIONS ?=
 
-.PHONY: env test html lab lint format lock browser clean
+.PHONY: env test html lab lint format lock browser java clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,17 @@ browser:
 	  echo "Installing chromium from Debian's packages for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Java 17 for Spark's local mode in the tests (tests/test_spark.py), from Debian's packages.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "Installing openjdk-17-jre-headless from Debian's packages for the Spark tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: env browser lint
+test: env browser java lint
 	$(BIN)/python -m pytest
 
 html: env
