@@ -549,15 +549,51 @@ def _parts_intercept(blocks: Blocks, resp: Response, theta: np.ndarray):
     return a, b, r2_0, logdet_l
 
 
+def _chol_small(m: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a batch of small positive definite matrices, vectorised over the batch
+    (numpy's batched LAPACK calls cost microseconds per 2 x 2 matrix; these loops run over q only)."""
+    q = m.shape[-1]
+    chol = np.zeros_like(m)
+    for j in range(q):
+        d = m[..., j, j] - np.sum(chol[..., j, :j] ** 2, axis=-1)
+        chol[..., j, j] = np.sqrt(d)
+        for i in range(j + 1, q):
+            off = m[..., i, j] - np.sum(chol[..., i, :j] * chol[..., j, :j], axis=-1)
+            chol[..., i, j] = off / chol[..., j, j]
+    return chol
+
+
+def _solve_lower_small(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """chol^{-1} rhs for batches of small lower-triangular ``chol`` (..., q, q), ``rhs`` (..., q, r)."""
+    q = chol.shape[-1]
+    out = np.empty(np.broadcast_shapes(chol.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:])
+    for i in range(q):
+        acc = rhs[..., i, :]
+        if i:
+            acc = acc - np.sum(chol[..., i, :i, None] * out[..., :i, :], axis=-2)
+        out[..., i, :] = acc / chol[..., i, i, None]
+    return out
+
+
+#: Up to this many random terms per cluster, the per-cluster Cholesky factors and solves are written
+#: out (vectorised over clusters and thetas) instead of numpy's batched LAPACK calls.
+SMALL_Q = 4
+
+
 def _parts_general(blocks: Blocks, resp: Response, theta: np.ndarray):
     """Any q: A, b, r2 before the fixed effects are removed, and sum_i log det M_i."""
     q = blocks.q
     t = theta_to_factor(theta, q)[..., None, :, :]  # (..., 1, q, q)
     tt = np.swapaxes(t, -1, -2)
     m = tt @ blocks.ztz @ t + np.eye(q)  # (..., J, q, q)
-    chol = np.linalg.cholesky(m)  # M >= I, always positive definite
-    p_mat = np.linalg.solve(chol, tt @ blocks.ztx)  # (..., J, q, p)
-    c_vec = np.linalg.solve(chol, (tt @ resp.zty[..., None]))[..., 0]  # (..., J, q)
+    if q <= SMALL_Q:
+        chol = _chol_small(m)  # M >= I, always positive definite
+        p_mat = _solve_lower_small(chol, tt @ blocks.ztx)  # (..., J, q, p)
+        c_vec = _solve_lower_small(chol, tt @ resp.zty[..., None])[..., 0]  # (..., J, q)
+    else:
+        chol = np.linalg.cholesky(m)  # M >= I, always positive definite
+        p_mat = np.linalg.solve(chol, tt @ blocks.ztx)  # (..., J, q, p)
+        c_vec = np.linalg.solve(chol, (tt @ resp.zty[..., None]))[..., 0]  # (..., J, q)
     a = blocks.xtx - np.einsum("...jka,...jkb->...ab", p_mat, p_mat)
     b = resp.xty - np.einsum("...jka,...jk->...a", p_mat, c_vec)
     r2_0 = resp.yty - np.sum(c_vec * c_vec, axis=(-2, -1))
