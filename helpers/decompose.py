@@ -570,7 +570,9 @@ def decompose(
 
     Parameters
     ----------
-    data : pandas.DataFrame
+    data : pandas.DataFrame, Ibis table or PySpark DataFrame
+        A table is aggregated where it lives (:func:`helpers.fit.fit_lmm`); ``reconstructed`` is then
+        the exact within/between blend, as there are no rows to refit.
     formula : str
         ``"y ~ x + (1 | g)"``, or ``"y ~ x"`` together with ``group="g"``.
     group : str, optional
@@ -602,6 +604,8 @@ def decompose(
     stats = lmm_fit.stats
     names = list(lmm_fit.fe_params.index)
     design = lmm_fit.design
+    if not design.has_rows:  # a table aggregated where it lives: the exact blend stands in
+        return assemble_decomposition(lmm_fit, ols_fit)
 
     lam = cluster_table(stats, lmm_fit.theta, lmm_fit.ranef.index, lmm_fit.fe_params)["lambda"]
     x_star, y_star = quasi_demean(design.X, design.y, design.group_codes, lam.to_numpy())

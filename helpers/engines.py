@@ -90,6 +90,8 @@ __all__ = [
     "is_table",
     "as_table",
     "table_types",
+    "column_kind",
+    "duckdb_table",
     "spark_session",
     "read_table",
     "centre_shifts",
@@ -193,7 +195,7 @@ def as_table(data: Any) -> ir.Table:
 _VIEW_NUMBERS = itertools.count(1)
 
 
-def _kind(dtype) -> str:
+def column_kind(dtype) -> str:
     """``"numeric"``, ``"float"``, ``"logical"``, ``"text"``, ``"dates"`` or ``"unusable"`` for an Ibis type."""
     if dtype.is_floating():
         return "float"
@@ -206,6 +208,17 @@ def _kind(dtype) -> str:
     if dtype.is_temporal() or dtype.is_interval():
         return "dates"
     return "unusable"
+
+
+def duckdb_table(connection, source: str) -> ir.Table:
+    """An Ibis table over a DuckDB relation given as SQL (``read_parquet(...)``, ``read_csv(...)``)
+    on an open DuckDB connection: how :func:`helpers.large.design_from_file` hands its reader to the
+    aggregation."""
+    ibis = _ibis()
+    name = f"lmm_source_{next(_VIEW_NUMBERS)}"
+    connection.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
+    with _quiet_ibis():
+        return ibis.duckdb.from_connection(connection).table(name)
 
 
 def table_types(table: ir.Table) -> dict[str, str]:
@@ -732,7 +745,7 @@ def design_from_table(
             table = table.mutate(**forced)
             schema = table.schema()
     types = {c: str(t) for c, t in schema.items()}
-    kinds = {c: _kind(schema[c]) for c in model_columns}
+    kinds = {c: column_kind(schema[c]) for c in model_columns}
     for column in model_columns:
         check_column_type(
             column,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ._blas import single_blas_thread
 from .design import Design, SufficientStats, build_design
+from .engines import design_from_table, is_table
 from .kernel import (
     THETA_GRID,
     OptSummary,
@@ -231,7 +232,10 @@ def fit_lmm(
 
     Parameters
     ----------
-    data : pandas.DataFrame
+    data : pandas.DataFrame, Ibis table or PySpark DataFrame
+        An Ibis table (any backend) or a PySpark DataFrame stays where it is: the engine computes the
+        per-cluster sums (:func:`helpers.engines.design_from_table`; plain columns and interactions,
+        one random intercept) and only those travel.
     formula : str
         ``"y ~ x + (1 | g)"``, or a fixed-effects formula ``"y ~ x"`` together with ``group="g"``.
         Random slopes of one grouping factor are fitted too: ``(1 + x | g)``, ``(x | g)`` (the
@@ -271,7 +275,10 @@ def fit_lmm(
     >>> slopes.theta.round(5).tolist(), round(slopes.criterion, 3)
     ([0.96673, 0.01517, 0.23091], 1743.628)
     """
-    design = build_design(data, formula, group, random_slopes=True)
+    if is_table(data):  # an Ibis table or a PySpark DataFrame: the sums are computed where it lives
+        design = design_from_table(data, formula, group=group)
+    else:
+        design = build_design(data, formula, group, random_slopes=True)
     if design.group is None:
         raise DataError(
             "fit_lmm needs a grouping column: add '(1 | group)' to the formula or pass group='column'."
@@ -389,7 +396,9 @@ def fit_ols(data: pd.DataFrame, formula: str, *, cluster: str | None = None) -> 
 
     Parameters
     ----------
-    data : pandas.DataFrame
+    data : pandas.DataFrame, Ibis table or PySpark DataFrame
+        A table is aggregated where it lives (it needs a ``(1 | g)`` term or ``cluster``, whose sums
+        it is grouped by; the result then has no residuals and no cluster-robust errors).
     formula : str
         A fixed-effects formula. A ``(1 | g)`` term is ignored for the fit (its column still counts for
         dropping missing rows), so the same formula serves ``fit_ols`` and ``fit_lmm``.
@@ -409,6 +418,8 @@ def fit_ols(data: pd.DataFrame, formula: str, *, cluster: str | None = None) -> 
     >>> bool((ols.bse_cluster > ols.bse).all())
     True
     """
+    if is_table(data):  # the sums where the table lives; grouped by the cluster column
+        return ols_from_design(design_from_table(data, formula, group=cluster), formula)
     return ols_from_design(build_design(data, formula, cluster), formula)
 
 
@@ -436,6 +447,17 @@ def ols_from_design(design: Design, formula: str | None = None) -> OlsResult:
     >>> ols_from_design(d).params.round(5).to_dict()
     {'Intercept': 251.4051, 'Days': 10.46729}
     """
+    if not design.has_rows:  # sums only (a file or a table elsewhere): no residuals, no CR1 errors
+        stats = design.stats
+        return ols_result(
+            design.term_names,
+            stats.beta_ols,
+            stats.r_inverse,
+            stats.ete,
+            stats.n_obs,
+            formula=design.formula if formula is None else formula,
+            n_dropped=design.n_dropped,
+        )
     X, y = design.X, design.y
     n, p = X.shape
     with single_blas_thread():

@@ -66,21 +66,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .design import Design, SufficientStats, spec_levels, stats_from_cross_products
-from .formula import Factor, ModelSpec, Name
+from . import engines
+from .design import Design, SufficientStats, stats_from_cross_products
+from .formula import Name
 from .validate import (
     DataError,
     check_column_type,
-    check_enough_rows,
-    check_groups,
     check_has_rows,
-    check_infinite,
-    check_not_empty,
     check_present,
     check_reference_column,
-    check_reference_level,
     check_response_kind,
-    drop_missing,
     parse_formula,
     require_group,
 )
@@ -755,9 +750,19 @@ def design_from_file(
         for column in reference:
             check_reference_column(column, model_columns, _is_numeric(types[column]))
         atoms = list(dict.fromkeys(_atom(names, numeric) for names in terms))
-        atoms = [a for a in atoms if a]
-        cells, shifts, missing = _scan(
-            con, source, types, response, atoms, model_columns, categorical, group, centre_rows
+        keys = [_RESPONSE] + [a for a in atoms if a]
+        # the sums: the one Ibis expression of helpers.engines, run by DuckDB on this source
+        table = engines.duckdb_table(con, source)
+        kinds = {c: engines.column_kind(table.schema()[c]) for c in model_columns}
+        cells, shifts, missing = engines.scan_cells(
+            table,
+            response=response,
+            keys=keys,
+            model_columns=model_columns,
+            kinds=kinds,
+            categorical=categorical,
+            group=group,
+            centre_rows=centre_rows,
         )
         for column in categorical:
             if types[column] == "BOOLEAN" and column != group:
@@ -772,81 +777,27 @@ def design_from_file(
         if connection is None:
             con.close()
 
-    n_all = int(cells["n_rows"].sum()) if len(cells) else 0
-    check_has_rows(name, n_all)
-    for column in model_columns:
-        check_not_empty(column, n_all, missing.get(column, 0))
-    complete = cells[cells["n"] > 0].reset_index(drop=True)
-    n_obs = int(complete["n"].sum())
-    n_dropped = n_all - n_obs
-    dropped_by_column = {c: int(missing[c]) for c in model_columns if missing.get(c, 0)}
-    drop_missing(n_all, dropped_by_column, n_dropped, model_columns, stacklevel=2)
-
-    for column, wanted in reference.items():
-        key = "__group" if column == group else column
-        check_reference_level(column, wanted, sorted({str(v) for v in cells[key].dropna()}))
-    levels, is_ordered = {}, {}
-    for column in categorical:
-        wanted = reference.get(column)
-        present = sorted({str(v) for v in complete[column]})
-        stored = _parquet_dictionary_levels(path, column) if fmt == "parquet" else None
-        if stored:
-            ordered = [v for v in stored[0] if v in present]
-            ordered += [v for v in present if v not in stored[0]]
-            is_ordered[column] = stored[1]
-        else:
-            ordered = present
-        if wanted is not None and str(wanted) in ordered:
-            ordered = [str(wanted)] + [v for v in ordered if v != str(wanted)]
-        levels[column] = ordered
-
-    labels = sorted(set(complete["__group"].tolist()), key=lambda v: (str(type(v)), v))
-    check_groups(group, len(labels), n_obs)
-    codes = pd.Index(labels).get_indexer(complete["__group"])
-
-    # The model's columns on each cell, built as for rows (helpers.formula.ModelSpec). The numeric
-    # columns count as 1 here, so each model column is (this indicator) x (the product of its numeric
-    # columns).
-    spec = ModelSpec(parsed.model)
-    values = {}
-    for column in variables:
-        if column in numeric:
-            values[column] = np.ones(len(complete))
-        else:
-            codes_c = pd.Index(levels[column]).get_indexer(complete[column].astype(str))
-            values[column] = Factor(
-                codes_c, levels[column], list(levels[column]), is_ordered.get(column, False)
-            )
-    values = spec.learn(values, np.ones(len(complete), dtype=bool))
-    indicator = spec.matrix(values, len(complete), unit_numeric=True)
-    term_names = list(spec.column_names)
-    check_enough_rows(n_obs, len(term_names))
-    column_atoms = {
-        name: tuple(sorted(atom))
-        for name, atom in zip(term_names, spec.column_numeric, strict=True)
-    }
-    stats = _combine(
-        complete,
-        indicator,
-        [column_atoms[name] for name in term_names],
-        atoms,
+    stored_levels = {}
+    if fmt == "parquet":
+        for column in categorical:
+            stored = _parquet_dictionary_levels(path, column)
+            if stored:
+                stored_levels[column] = stored
+    return engines.design_from_cells(
+        cells,
         shifts,
-        codes,
-        len(labels),
-        term_names,
-    )
-    return Design(
-        term_names=term_names,
-        response=response,
+        missing,
+        parsed=parsed,
         formula=formula,
+        response=response,
+        variables=variables,
+        numeric=numeric,
+        categorical=categorical,
         group=group,
-        group_labels=pd.Index(labels, name=group),
-        stats=stats,
-        n_dropped=n_dropped,
-        dropped_by_column=dropped_by_column,
-        model_spec=spec,
-        reference_levels=dict(spec.reference_levels),
-        levels=spec_levels(spec),
+        keys=keys,
+        reference=reference,
+        name=name,
+        stored_levels=stored_levels,
         path=str(path),
     )
 
@@ -881,88 +832,6 @@ def _atom(names, numeric) -> tuple:
 
 
 _RESPONSE = "__response__"
-
-
-def _scan(con, source, types, response, atoms, model_columns, categorical, group, centre_rows):
-    """The first pass (centring shifts) and the one grouped scan; returns the per-cell sums."""
-    q = _quote_ident
-
-    def missing_expr(column):
-        if _is_float(types[column]):
-            return f"({q(column)} IS NULL OR isnan({q(column)}))"
-        return f"({q(column)} IS NULL)"
-
-    def value_expr(key):
-        columns = [response] if key == _RESPONSE else list(key)
-        return " * ".join(f"CAST({q(c)} AS DOUBLE)" for c in columns)
-
-    ok = " AND ".join(f"NOT {missing_expr(c)}" for c in model_columns)
-    keys = [_RESPONSE] + atoms
-    m = len(keys)
-
-    # first pass: the centring shifts, from the first complete rows
-    limit = "" if centre_rows is None else f" LIMIT {int(centre_rows)}"
-    inner = ", ".join(f"{value_expr(k)} AS v{a}" for a, k in enumerate(keys))
-    avgs = ", ".join(f"avg(v{a})" for a in range(m))
-    first = con.execute(f"SELECT {avgs} FROM (SELECT {inner} FROM {source} WHERE {ok}{limit})")
-    row = first.fetchone()
-    shifts = {
-        k: (float(v) if v is not None and np.isfinite(v) else 0.0)
-        for k, v in zip(keys, row, strict=True)
-    }
-
-    # The one full scan, grouped by cluster, by the categorical predictors and by a "missing" flag per
-    # numeric column (a missing text value is a NULL key already). Cells with a NULL key or a raised flag
-    # hold the dropped rows: they are counted, and their sums are ignored. Grouping by the flags rather
-    # than filtering keeps the scan as light as a plain GROUP BY.
-    others = [c for c in categorical if c != group]
-    flagged = [c for c in model_columns if _is_numeric(types[c])]
-    select = [f"{q(group)} AS __group"]
-    select += [f"CAST({q(c)} AS VARCHAR) AS __k{i}" for i, c in enumerate(others)]
-    select += [f"{missing_expr(c)} AS __m{i}" for i, c in enumerate(flagged)]
-    select += [f"{value_expr(k)} - ({shifts[k]!r}) AS __d{a}" for a, k in enumerate(keys)]
-    aggs = ["count(*) AS n_rows"]
-    aggs += [f"sum(__d{a}) AS s{a}" for a in range(m)]
-    aggs += [f"covar_pop(__d{a}, __d{b}) AS c{a}_{b}" for a in range(m) for b in range(a, m)]
-    group_cols = ["__group"]
-    group_cols += [f"__k{i}" for i in range(len(others))]
-    group_cols += [f"__m{i}" for i in range(len(flagged))]
-    sql = (
-        f"SELECT {', '.join(group_cols)}, {', '.join(aggs)} "
-        f"FROM (SELECT {', '.join(select)} FROM {source}) GROUP BY {', '.join(group_cols)}"
-    )
-    cursor = con.execute(sql)
-    cells = pd.DataFrame(cursor.fetchall(), columns=[d[0] for d in cursor.description])
-    cells = cells.rename(columns={f"__k{i}": c for i, c in enumerate(others)})
-    if group in categorical:
-        cells[group] = cells["__group"].astype("string").astype(object)
-    n_rows = cells["n_rows"].to_numpy(dtype=np.int64)
-    dropped = np.zeros(len(cells), dtype=bool)
-    missing = {}
-    for column in model_columns:
-        if column in flagged:
-            is_missing = cells[f"__m{flagged.index(column)}"].to_numpy(dtype=bool)
-        else:
-            is_missing = cells["__group" if column == group else column].isna().to_numpy()
-        missing[column] = int(n_rows[is_missing].sum())
-        dropped |= is_missing
-    cells["n"] = np.where(dropped, 0, n_rows)
-    cells = cells.drop(columns=[f"__m{i}" for i in range(len(flagged))])
-
-    # an infinite value makes the sums non-finite: name the column
-    sums = cells.loc[
-        cells["n"] > 0, [c for c in cells.columns if c[0] in "sc" and c[1:2].isdigit()]
-    ]
-    if len(sums) and not np.isfinite(sums.astype(float).to_numpy()).all():
-        for column in [response] + [c for c in model_columns if c in {v for a in atoms for v in a}]:
-            found = con.execute(
-                f"SELECT count(*) FROM {source} WHERE isinf(CAST({q(column)} AS DOUBLE))"
-            ).fetchone()[0]
-            check_infinite(column, int(found))
-        raise DataError(
-            "The sums of the model columns overflow; rescale the response or the predictors."
-        )
-    return cells, shifts, missing
 
 
 def _in_span(basis: np.ndarray, target: np.ndarray):

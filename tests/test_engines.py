@@ -170,3 +170,25 @@ def test_is_table_and_as_table():
     assert engines.is_table(ibis.memtable({"y": [1.0]}))
     with pytest.raises(DataError, match="Expected an Ibis table or a PySpark DataFrame, got list"):
         engines.as_table([1, 2])
+
+
+def test_fit_lmm_fit_ols_and_decompose_take_a_table(frame):
+    from helpers.decompose import decompose
+    from helpers.fit import fit_lmm, fit_ols
+
+    data = frame.drop(columns="dose").dropna()
+    table = ibis.memtable(data)
+    formula = "y ~ x + flag + (1 | site)"
+    mem, got = fit_lmm(data, formula), fit_lmm(table, formula)
+    np.testing.assert_allclose(got.fe_params, mem.fe_params, rtol=1e-10)
+    np.testing.assert_allclose(got.bse, mem.bse, rtol=1e-9)
+    assert got.criterion == pytest.approx(mem.criterion, rel=1e-12)
+    assert got.sigma2_group == pytest.approx(mem.sigma2_group, rel=1e-9)
+    ols_mem = fit_ols(data, "y ~ x + flag", cluster="site")
+    ols = fit_ols(table, "y ~ x + flag", cluster="site")
+    np.testing.assert_allclose(ols.params, ols_mem.params, rtol=1e-10)
+    np.testing.assert_allclose(ols.bse, ols_mem.bse, rtol=1e-10)
+    dec_mem, dec = decompose(data, formula), decompose(table, formula)
+    columns = ["ols", "between", "within", "lmm"]
+    np.testing.assert_allclose(dec.estimates[columns], dec_mem.estimates[columns], rtol=1e-8)
+    assert dec.reconstruction_error < 1e-8
