@@ -18,6 +18,12 @@ Usage::
 
     python benchmarks/fit_speed.py            # the full table (about 10 to 20 minutes on 2 cores)
     python benchmarks/fit_speed.py --quick    # 1e4 and 1e5 rows only, fewer repeats
+    python benchmarks/fit_speed.py --slopes   # the random-slope table only (see below)
+
+``--slopes`` times random-slope fits instead: ``y ~ condition + (1 + condition | cluster)`` on the
+question-shaped data (326,362 rows, 24 clusters) against statsmodels (``re_formula="~condition"``) and
+lme4, and ``y ~ x + (1 + x | g)`` on 1e6 rows in 1e5 clusters (random intercepts and slopes with SDs 0.5
+and 0.3, residual SD 1) against lme4.
 
 Each time is the median over repeats; slow fits are repeated fewer times (see ``--budget``), and a
 statsmodels fit whose time, extrapolated linearly in rows from the previous size, exceeds
@@ -123,6 +129,116 @@ def grouped_sum_floor(df: pd.DataFrame):
     )
 
 
+SLOPE_CASES = [
+    ("question", "y ~ condition + (1 + condition | cluster)", 326_362, 24),
+    ("many", "y ~ x + (1 + x | g)", 1_000_000, 100_000),
+]
+
+R_SLOPES = r"""
+args <- commandArgs(trailingOnly = TRUE)
+repeats <- as.integer(args[[1]])
+budget <- as.numeric(args[[2]])
+suppressPackageStartupMessages(library(lme4))
+pairs <- matrix(args[-(1:2)], nrow = 2)
+for (k in seq_len(ncol(pairs))) {
+  p <- pairs[1, k]
+  form <- as.formula(pairs[2, k])
+  d <- if (requireNamespace("data.table", quietly = TRUE)) as.data.frame(data.table::fread(p)) else read.csv(p)
+  if ("condition" %in% names(d)) d$condition <- factor(d$condition, levels = c("unstim", "stim"))
+  for (g in intersect(c("cluster", "g"), names(d))) d[[g]] <- factor(d[[g]])
+  times <- numeric(0)
+  repeat {
+    gc()
+    t <- system.time(fit <- suppressMessages(lmer(form, d)))[["elapsed"]]
+    times <- c(times, t)
+    if (length(times) >= repeats || sum(times) > budget) break
+  }
+  cat(sprintf("%s,%.6f,%d,%.15g\n", basename(p), median(times), length(times), REMLcrit(fit)))
+}
+"""
+
+
+def slope_data(name: str, n_obs: int, n_clusters: int) -> pd.DataFrame:
+    """The data of a random-slope case (fixed seeds)."""
+    if name == "question":
+        return make_data(n_obs, n_clusters)
+    rng = np.random.default_rng(13)
+    g = rng.integers(0, n_clusters, n_obs)
+    x = rng.normal(size=n_obs)
+    b = rng.normal(size=(n_clusters, 2)) * [0.5, 0.3]
+    y = 1.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.normal(size=n_obs)
+    return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
+def run_slopes(args) -> None:
+    """The random-slope table (``--slopes``)."""
+    import statsmodels.formula.api as smf
+
+    use_r = not args.no_r and shutil.which("Rscript") is not None
+    repeats = args.repeats or 3
+    fit_lmm(slope_data("question", 2_000, 24), SLOPE_CASES[0][1])  # warm-up
+    workdir = Path(tempfile.mkdtemp(prefix="fit_speed_slopes_"))
+    rows = []
+    try:
+        pairs = []
+        for name, formula, n_obs, n_clusters in SLOPE_CASES:
+            df = slope_data(name, n_obs, n_clusters)
+            ours, n_ours, fit = time_call(lambda df=df, f=formula: fit_lmm(df, f), repeats, 60)
+            row = {"case": f"{formula}: {n_obs:,} rows, {n_clusters:,} clusters", "ours": ours}
+            row.update(ours_n=n_ours, criterion=fit.criterion, sm=None, lme4=None)
+            if name == "question" and not args.no_statsmodels:
+
+                def sm_fit(df=df):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        model = smf.mixedlm(
+                            "y ~ condition", df, groups=df["cluster"], re_formula="~condition"
+                        )
+                        return model.fit()
+
+                row["sm"], row["sm_n"], _ = time_call(sm_fit, 1, 0)
+            if use_r:
+                path = workdir / f"slopes_{name}.csv"
+                df.to_csv(path, index=False)
+                pairs += [str(path), formula]
+                row["csv"] = path.name
+            rows.append(row)
+            print(f"  measured {row['case']}: ours {_fmt(ours)}", file=sys.stderr, flush=True)
+        if use_r and pairs:
+            with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as handle:
+                handle.write(R_SLOPES)
+                script = handle.name
+            try:
+                out = subprocess.run(
+                    ["Rscript", script, str(repeats), str(args.budget), *pairs],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            finally:
+                os.unlink(script)
+            timings = {}
+            for line in out.strip().splitlines():
+                file, median, count, crit = line.split(",")
+                timings[file] = (float(median), int(count), float(crit))
+            for row in rows:
+                if row.get("csv") in timings:
+                    row["lme4"], row["lme4_n"], row["lme4_crit"] = timings[row["csv"]]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\nMedian wall time of one whole random-slope fit from a DataFrame (REML)")
+    for row in rows:
+        print(
+            f"  {row['case']}\n    fit_lmm {_fmt(row['ours'])} ({row['ours_n']} runs), statsmodels "
+            f"{_fmt(row['sm'])}, lme4 {_fmt(row['lme4'])}; sm/fit_lmm {_ratio(row['sm'], row['ours'])}, "
+            f"lme4/fit_lmm {_ratio(row['lme4'], row['ours'])}"
+        )
+        if "lme4_crit" in row:
+            print(
+                f"    REML criterion: fit_lmm minus lme4 {row['criterion'] - row['lme4_crit']:.2e}"
+            )
+
+
 def fit_statsmodels(df: pd.DataFrame):
     import statsmodels.formula.api as smf
 
@@ -182,8 +298,14 @@ def main(argv=None) -> None:
         help="skip a statsmodels fit predicted to take longer (default 150 s, quick 40 s)",
     )
     parser.add_argument("--no-statsmodels", action="store_true")
+    parser.add_argument(
+        "--slopes", action="store_true", help="the random-slope table only (see the docstring)"
+    )
     parser.add_argument("--no-r", action="store_true")
     args = parser.parse_args(argv)
+    if args.slopes:
+        run_slopes(args)
+        return
 
     sizes = QUICK_SIZES if args.quick else SIZES
     repeats = args.repeats or (3 if args.quick else 5)
