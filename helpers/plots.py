@@ -34,7 +34,14 @@ __all__ = [
     "plot_fixed_effect_path",
     "plot_criteria",
     "plot_caterpillar",
+    "plot_cluster_panels",
+    "plot_profile_zeta",
+    "plot_bootstrap_scatter",
+    "plot_residuals",
+    "plot_shrinkage_2d",
+    "normal_quantiles",
     "figure_to_png",
+    "png_text",
     "smallest_font",
     "COLORS",
     "PAGE_WIDTH_PX",
@@ -58,8 +65,9 @@ COLORS = {
 PAGE_WIDTH_PX = 784
 #: The resolution figures are rendered at: one image pixel per CSS pixel.
 FIGURE_DPI = 100
-#: The widest a figure may be, in inches: at :data:`FIGURE_DPI` it fits the content column unshrunk.
-MAX_FIGURE_WIDTH = 7.8
+#: The widest a figure may be, in inches: at :data:`FIGURE_DPI`, with the 0.1 inch margins a notebook
+#: adds on each side, it is 780 pixels wide and fits the content column unshrunk.
+MAX_FIGURE_WIDTH = 7.6
 #: The smallest text a figure may show, in CSS pixels as displayed (8 pt at 100 dpi is 11 px).
 MIN_TEXT_PX = 10.0
 #: PNG text chunks written by :func:`figure_to_png`: the smallest font size drawn (points) and the dpi.
@@ -99,7 +107,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(7.0, 4.5), dpi=None, 
     >>> type(fig).__name__, len(fig.axes), fig.dpi
     ('HelperFigure', 1, 100)
     >>> new_figure(1, 2, figsize=(10.5, 4.0))[0].get_size_inches().tolist()
-    [7.8, 4.0]
+    [7.6, 4.0]
     """
     width, height = (float(v) for v in figsize)
     fig = HelperFigure(
@@ -456,7 +464,7 @@ def draw_path(
 
 
 #: Panels per row of :func:`plot_fixed_effect_path`; more terms wrap onto further rows.
-PATH_PANELS_PER_ROW = 3
+PATH_PANELS_PER_ROW = 2
 
 
 def plot_fixed_effect_path(
@@ -496,7 +504,7 @@ def plot_fixed_effect_path(
     -------
     matplotlib.figure.Figure
         One panel per term, at most :data:`PATH_PANELS_PER_ROW` to a row (more terms wrap onto
-        further rows, so the figure stays readable at page width).
+        further rows, so the figure stays readable at page width), and one legend below them all.
 
     Examples
     --------
@@ -526,7 +534,8 @@ def plot_fixed_effect_path(
         within_ok = limits.notna()
     ncols = min(len(terms), PATH_PANELS_PER_ROW)
     nrows = -(-len(terms) // ncols)
-    fig, grid_axes = new_figure(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows), squeeze=False)
+    width = MAX_FIGURE_WIDTH if ncols > 1 else 6.0
+    fig, grid_axes = new_figure(nrows, ncols, figsize=(width, 3.3 * nrows + 1.1), squeeze=False)
     axes = list(grid_axes.ravel())
     for spare in axes[len(terms) :]:  # the empty end of the last row
         fig.delaxes(spare)
@@ -546,8 +555,22 @@ def plot_fixed_effect_path(
             theta_hat=theta_hat,
             method="REML" if reml else "ML",
             se_multiplier=se_multiplier,
+            legend=False,
         )
         ax.set_title(term)
+    # one legend for all panels: every entry once, in the order the panels draw them
+    entries = {}
+    for ax in axes[: len(terms)]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    fig.legend(
+        list(entries.values()),
+        list(entries),
+        loc="outside lower center",
+        ncol=2,
+        fontsize="small",
+        frameon=False,
+    )
     fig.suptitle(title or "Fixed effects along the path from pooled OLS to the within estimator")
     fig.set_layout_engine("constrained")
     return fig
@@ -721,6 +744,11 @@ def plot_pooling(fit, *, title: str | None = None):
     return fig
 
 
+#: :func:`plot_caterpillar` names every cluster up to this many, else only the lowest and highest few.
+CATERPILLAR_NAMED = 40
+CATERPILLAR_ENDS = 5
+
+
 def plot_caterpillar(fit, *, title: str | None = None):
     """Conditional modes of the random intercepts with 95% intervals (+-1.96 conditional SD), sorted.
 
@@ -732,8 +760,10 @@ def plot_caterpillar(fit, *, title: str | None = None):
     Returns
     -------
     matplotlib.figure.Figure
-        One row per cluster, from lowest to highest mode; cluster names label the rows when there are at
-        most 40.
+        One row per cluster, from lowest to highest mode, as lme4's ``dotplot(ranef(m, condVar =
+        TRUE))``; clusters whose interval excludes 0 are marked. Cluster names label the rows when
+        there are at most :data:`CATERPILLAR_NAMED`; beyond that only the :data:`CATERPILLAR_ENDS`
+        lowest and highest are named (more names would be too small to read).
 
     Examples
     --------
@@ -763,16 +793,613 @@ def plot_caterpillar(fit, *, title: str | None = None):
     )
     container.lines[0].set_gid("modes")
     ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--", label="the fixed intercept (0)")
-    if len(modes) <= 40:
+    if len(modes) <= CATERPILLAR_NAMED:
         ax.set_yticks(positions, labels)
-    else:
-        ax.set_yticks([])
+        ylabel = f"{fit.group}, sorted by mode"
+    else:  # too many to name legibly: name the lowest and the highest few
+        ends = np.r_[positions[:CATERPILLAR_ENDS], positions[-CATERPILLAR_ENDS:]]
+        ax.set_yticks(ends, [labels[k] for k in ends], fontsize="small")
+        ylabel = f"{fit.group}, sorted by mode ({CATERPILLAR_ENDS} lowest and highest named)"
     ax.set_ylim(-1, len(modes))
+    outside = (modes - half > 0) | (modes + half < 0)
+    ax.scatter(
+        modes[outside],
+        positions[outside],
+        s=22,
+        color=COLORS["ols"],
+        zorder=3,
+        label=f"interval excludes 0 ({int(outside.sum())} of {len(modes)})",
+    ).set_gid("outside")
     ax.set_xlabel(
         f"conditional mode $\\hat b_i$ of the {fit.group} intercept ({fit.response} units)"
     )
-    ax.set_ylabel(f"{fit.group}, sorted by mode")
+    ax.set_ylabel(ylabel)
     ax.set_title(title or f"Random intercepts by {fit.group} (conditional modes, 95% intervals)")
-    ax.legend(fontsize="small", loc="lower right")
+    fig.legend(loc="outside lower center", ncol=2, fontsize="small", frameon=False)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+# --- per-cluster panels, profiles, bootstrap, residuals, 2-D shrinkage ----------------------------------
+
+#: The most clusters :func:`plot_cluster_panels` draws, and its columns.
+MAX_CLUSTER_PANELS = 8
+CLUSTER_PANEL_COLUMNS = 4
+#: The profile levels of :func:`plot_profile_zeta`, as lme4's ``xyplot`` of a profile draws them.
+PROFILE_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def _pick_clusters(sizes: np.ndarray, k: int) -> np.ndarray:
+    """Indices of ``k`` clusters spread evenly over the clusters sorted by size (both extremes in)."""
+    order = np.argsort(sizes, kind="stable")
+    if k >= len(order):
+        return order
+    return order[np.unique(np.round(np.linspace(0, len(order) - 1, k)).astype(int))]
+
+
+def _jitter(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """x plus a small fixed jitter (at most 6% of its range) when it takes only a few values."""
+    values = np.unique(x)
+    if len(values) > 5 or len(values) < 2:
+        return x
+    spread = 0.06 * float(values.max() - values.min())
+    return x + np.random.default_rng(seed).uniform(-spread, spread, len(x))
+
+
+def plot_cluster_panels(
+    fit,
+    term: str | None = None,
+    *,
+    clusters=None,
+    max_panels: int = MAX_CLUSTER_PANELS,
+    title: str | None = None,
+):
+    """Each cluster's rows with its complete-, no- and partial-pooling lines: small multiples.
+
+    As Gelman and Hill's figure 12.4 (radon, eight counties): in each panel, the cluster's data against
+    one predictor, the pooled OLS line (complete pooling, the same in every panel), the no-pooling line
+    (the within estimator: a common slope and the cluster's own intercept, as ``lm(y ~ x + factor(g))``)
+    and the mixed model's line (partial pooling: its fixed effects plus the cluster's conditional mode).
+
+    Parameters
+    ----------
+    fit : LmmResult
+        A random-intercept fit with its rows (``fit.design``).
+    term : str, optional
+        The predictor on the x axis; by default the only fixed effect besides the intercept. Other
+        terms are held at 0 (their reference) in the lines.
+    clusters : list, optional
+        The cluster labels to draw. By default at most ``max_panels``, spread evenly over the clusters
+        sorted by size, from the smallest to the largest; the title says which were chosen.
+    max_panels : int, default 8
+        The cap on panels (at most :data:`CLUSTER_PANEL_COLUMNS` to a row).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per cluster, titled with its label and size, sharing both axes; one legend below.
+        Discrete x values (at most 5 distinct) are jittered slightly so the points do not overlap.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fig = plot_cluster_panels(fit_lmm(load_dataset("radon"), "log_radon ~ floor + (1 | county)"))
+    >>> len(fig.axes), fig._suptitle.get_text()[:44]
+    (8, '8 of 85 clusters (county), spread from the s')
+    """
+    design = fit.design
+    if design is None:
+        raise ValueError("This fit was made from aggregates and has no rows to draw.")
+    names = list(fit.fe_params.index)
+    others = [n for n in names if n != "Intercept"]
+    if term is None:
+        if len(others) != 1:
+            raise ValueError(f"Choose the predictor to draw with term=; the fit has {others}.")
+        term = others[0]
+    if term not in others:
+        raise ValueError(f"Unknown term {term!r}; choose from {others}.")
+    labels = [str(v) for v in design.group_labels]
+    sizes = np.asarray(fit.stats.counts)
+    if clusters is None:
+        picked = _pick_clusters(sizes, int(max_panels))
+        how = (
+            f"{len(picked)} of {len(labels)} clusters ({fit.group}), spread from the smallest to "
+            "the largest"
+            if len(picked) < len(labels)
+            else f"all {len(labels)} clusters ({fit.group}), from the smallest to the largest"
+        )
+    else:
+        wanted = [str(c) for c in clusters]
+        unknown = [c for c in wanted if c not in labels]
+        if unknown:
+            raise ValueError(f"Unknown {fit.group}(s) {unknown}.")
+        picked = np.array([labels.index(c) for c in wanted])[: int(max_panels)]
+        how = f"{len(picked)} chosen clusters ({fit.group}) of {len(labels)}"
+    j = names.index(term)
+    x_all = np.asarray(design.X[:, j], dtype=float)
+    y_all = np.asarray(design.y, dtype=float)
+    codes = np.asarray(design.group_codes)
+    has_intercept = "Intercept" in names
+    b0 = float(fit.fe_params["Intercept"]) if has_intercept else 0.0
+    b1 = float(fit.fe_params[term])
+    ols = np.asarray(fit.stats.beta_ols, dtype=float)
+    ols0 = float(ols[names.index("Intercept")]) if has_intercept else 0.0
+    within = within_estimator(fit.stats, names)
+    beta_w = within.fillna(0.0).to_numpy()
+    stats = fit.stats
+    # the no-pooling intercepts: each cluster's mean minus its mean predictors times the within slopes
+    means_x = stats.sum_x / stats.counts[:, None]
+    means_y = stats.sum_y / stats.counts
+    no_pool = means_y - means_x @ np.where(np.array(names) == "Intercept", 0.0, beta_w)
+    modes = fit.ranef.to_numpy()
+
+    ncols = min(CLUSTER_PANEL_COLUMNS, len(picked))
+    nrows = -(-len(picked) // ncols)
+    fig, grid = new_figure(
+        nrows,
+        ncols,
+        figsize=(MAX_FIGURE_WIDTH if ncols > 2 else 4.2 * ncols / 2 + 1.0, 2.1 * nrows + 1.3),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    axes = list(grid.ravel())
+    for spare in axes[len(picked) :]:
+        fig.delaxes(spare)
+    lo, hi = float(x_all.min()), float(x_all.max())
+    pad = 0.08 * (hi - lo) if hi > lo else 0.5
+    xs = np.array([lo - pad, hi + pad])
+    for ax, i in zip(axes, picked, strict=False):
+        rows = codes == i
+        x = _jitter(x_all[rows], seed=int(i))
+        ax.scatter(
+            x, y_all[rows], s=12, color=COLORS["cluster"], alpha=0.7, linewidths=0, label="data"
+        ).set_gid("data")
+        ax.plot(
+            xs,
+            ols0 + ols[j] * xs,
+            color=COLORS["ols"],
+            linestyle="--",
+            linewidth=1.4,
+            label="complete pooling (pooled OLS)",
+        )[0].set_gid("complete")
+        ax.plot(
+            xs,
+            no_pool[i] + beta_w[j] * xs,
+            color="0.25",
+            linestyle=":",
+            linewidth=1.6,
+            label="no pooling (own intercept, within slope)",
+        )[0].set_gid("no_pooling")
+        ax.plot(
+            xs,
+            b0 + modes[i] + b1 * xs,
+            color=COLORS["lmm"],
+            linewidth=1.8,
+            label="partial pooling (mixed model)",
+        )[0].set_gid("partial")
+        ax.set_title(f"{labels[i]} (n = {int(sizes[i])})", fontsize=9)
+        ax.tick_params(labelsize=9)
+    ax.set_xlim(*xs)
+    handles, names_ = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names_, loc="outside lower center", ncol=2, fontsize="small", frameon=False)
+    xlabel = term + (" (jittered)" if len(np.unique(x_all)) <= 5 else "")
+    for k, ax in enumerate(axes[: len(picked)]):
+        if k + ncols >= len(picked):  # the lowest panel of its column
+            ax.set_xlabel(xlabel, fontsize=9)
+            ax.xaxis.set_tick_params(labelbottom=True)
+    fig.supylabel(fit.response, fontsize=10)
+    fig.suptitle(title or f"{how}", fontsize=10.5)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def _level_z(levels) -> np.ndarray:
+    import scipy.stats
+
+    return scipy.stats.norm.ppf(0.5 + np.asarray(levels, dtype=float) / 2)
+
+
+def _parameter_label(parameter: str) -> str:
+    return {"sigma_group": r"$\sigma_b$", "sigma": r"$\sigma$"}.get(parameter, parameter)
+
+
+def plot_profile_zeta(fit, parameters=None, *, profiles=None, title: str | None = None):
+    """Profile zeta plots: zeta = sign(value - estimate) sqrt(deviance rise) for each parameter.
+
+    As lme4's ``xyplot(profile(m))``: one panel per parameter, the profile zeta against the parameter's
+    value, horizontal lines at +-z for the 50, 80, 90, 95 and 99% levels and vertical lines down from
+    where zeta crosses them (the ends of the profile intervals). A straight zeta means the Wald interval
+    would be the profile interval; a bent one means it would not.
+
+    Parameters
+    ----------
+    fit : LmmResult
+    parameters : list of str, optional
+        By default ``["sigma_group", "sigma", *fixed effects]``.
+    profiles : dict, optional
+        ``{parameter: DataFrame}`` from :func:`helpers.inference.likelihood_profile`; computed (ML,
+        as lme4) for the parameters not given.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels to a row.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fig = plot_profile_zeta(fit_lmm(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)"))
+    >>> [ax.get_xlabel() for ax in fig.axes]
+    ['$\\\\sigma_b$', '$\\\\sigma$', 'Intercept']
+    """
+    from .inference import likelihood_profile
+
+    names = ["sigma_group", "sigma", *fit.fe_params.index]
+    parameters = names if parameters is None else list(parameters)
+    profiles = dict(profiles or {})
+    for p in parameters:
+        if p not in profiles:
+            profiles[p] = likelihood_profile(fit, p)
+    ncols = min(2, len(parameters))
+    nrows = -(-len(parameters) // ncols)
+    fig, grid = new_figure(
+        nrows,
+        ncols,
+        figsize=(MAX_FIGURE_WIDTH if ncols > 1 else 4.5, 2.9 * nrows + 0.9),
+        squeeze=False,
+    )
+    axes = list(grid.ravel())
+    for spare in axes[len(parameters) :]:
+        fig.delaxes(spare)
+    z = _level_z(PROFILE_LEVELS)
+    for ax, p in zip(axes, parameters, strict=False):
+        prof = profiles[p].sort_values("value")
+        x, zeta = prof["value"].to_numpy(), prof["zeta"].to_numpy()
+        ax.plot(x, zeta, color=COLORS["lmm"], linewidth=1.8, label="profile ζ")[0].set_gid("zeta")
+        for level, zk in zip(PROFILE_LEVELS, z, strict=True):
+            for sign in (-1, 1):
+                ax.axhline(sign * zk, color="0.75", linewidth=0.8, zorder=0)
+                inside = (sign * zeta[:-1] - zk) * (sign * zeta[1:] - zk) <= 0
+                for k in np.flatnonzero(inside & (zeta[:-1] != zeta[1:])):
+                    at = x[k] + (sign * zk - zeta[k]) * (x[k + 1] - x[k]) / (zeta[k + 1] - zeta[k])
+                    ax.plot(
+                        [at, at], [-3.0, sign * zk], color="0.55", linewidth=0.8, linestyle="--"
+                    )[0].set_gid(f"end_{level:g}")
+            ax.annotate(
+                f"{level:.0%}",
+                xy=(1.0, zk),
+                xycoords=("axes fraction", "data"),
+                xytext=(2, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                color="0.35",
+            )
+        ax.axvline(prof.attrs.get("estimate", np.nan), color="black", linewidth=0.8)
+        ax.set_ylim(-3.0, 3.0)
+        ax.set_xlabel(_parameter_label(p))
+        ax.set_ylabel("ζ")
+    fig.suptitle(
+        title
+        or f"Profile ζ ({profiles[parameters[0]].attrs.get('criterion', 'ML')} deviance); "
+        "lines at the 50–99% levels"
+    )
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def plot_bootstrap_scatter(
+    replicates: pd.DataFrame, term: str, fit=None, *, title: str | None = None
+):
+    """The bootstrap replicates of a fixed effect against those of sigma_b, one point each.
+
+    Parameters
+    ----------
+    replicates : pandas.DataFrame
+        From :func:`helpers.inference.bootstrap` (columns ``sigma_group`` and the fixed effects).
+    term : str
+        The fixed effect on the y axis.
+    fit : LmmResult, optional
+        Marks the estimates the replicates were drawn from.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel; dashed lines at each axis's 2.5% and 97.5% bootstrap percentiles; the legend counts the
+        replicates with sigma_b estimated at 0 (singular refits, stacked on the y axis).
+
+    Examples
+    --------
+    >>> reps = pd.DataFrame({"sigma_group": [0.0, 1.0, 2.0], "Intercept": [1.0, 2.0, 3.0]})
+    >>> fig = plot_bootstrap_scatter(reps, "Intercept")
+    >>> fig.axes[0].get_xlabel()
+    '$\\\\hat\\\\sigma_b$ in each replicate'
+    """
+    if term not in replicates.columns:
+        raise ValueError(f"Unknown term {term!r}; the replicates have {list(replicates.columns)}.")
+    x = replicates["sigma_group"].to_numpy(dtype=float)
+    y = replicates[term].to_numpy(dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    fig, ax = new_figure(figsize=(6.5, 4.8))
+    zero = int(np.sum(x == 0))
+    ax.scatter(
+        x,
+        y,
+        s=9,
+        color=COLORS["lmm"],
+        alpha=0.35,
+        linewidths=0,
+        label=f"{len(x)} replicates ({zero} with $\\hat\\sigma_b$ = 0)",
+    ).set_gid("replicates")
+    for values, line in ((x, ax.axvline), (y, ax.axhline)):
+        for q in np.percentile(values, [2.5, 97.5]):
+            line(q, color="0.45", linestyle="--", linewidth=0.9)
+    ax.plot([], [], color="0.45", linestyle="--", linewidth=0.9, label="2.5% and 97.5% percentiles")
+    if fit is not None:
+        ax.plot(
+            [fit.sigma_group],
+            [float(fit.fe_params[term])],
+            marker="o",
+            markersize=9,
+            color=COLORS["ols"],
+            markeredgecolor="black",
+            linestyle="none",
+            label="the fit's estimates",
+        )[0].set_gid("estimate")
+    ax.set_xlabel(r"$\hat\sigma_b$ in each replicate")
+    ax.set_ylabel(f"{term}: estimate in each replicate")
+    ax.set_title(title or f"Parametric bootstrap: {term} against $\\hat\\sigma_b$")
+    ax.legend(fontsize="small", loc="best")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def normal_quantiles(n: int) -> np.ndarray:
+    """Standard normal quantiles at R's ``ppoints(n)`` (what ``qqnorm`` plots against).
+
+    Examples
+    --------
+    >>> normal_quantiles(3).round(4).tolist()
+    [-0.8694, 0.0, 0.8694]
+    """
+    import scipy.stats
+
+    a = 3.0 / 8.0 if n <= 10 else 0.5
+    return scipy.stats.norm.ppf((np.arange(1, n + 1) - a) / (n + 1 - 2 * a))
+
+
+def _qq_panel(ax, values: np.ndarray, gid: str) -> None:
+    import scipy.stats
+
+    sample = np.sort(values)
+    theory = normal_quantiles(len(sample))
+    ax.scatter(
+        theory, sample, s=10, color=COLORS["lmm"], alpha=0.6, linewidths=0, label="sorted values"
+    ).set_gid(gid)
+    q = np.percentile(sample, [25, 75])
+    t = scipy.stats.norm.ppf([0.25, 0.75])
+    slope = (q[1] - q[0]) / (t[1] - t[0])
+    ax.axline(
+        (t[0], q[0]),
+        slope=slope,
+        color="0.3",
+        linestyle="--",
+        linewidth=1.0,
+        label="line through the quartiles",
+    ).set_gid(gid + "_line")
+    ax.set_xlabel("standard normal quantile")
+
+
+def plot_residuals(fit, *, title: str | None = None):
+    """Residual diagnostics: residuals against fitted values, and QQ plots of the scaled residuals and
+    of the conditional modes.
+
+    Parameters
+    ----------
+    fit : LmmResult
+        A random-intercept fit with its rows.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Above, the conditional residuals y - X beta - b_i against the fitted values X beta + b_i, with the
+        mean residual in ten bins of fitted values; below, normal QQ plots of the residuals scaled by
+        sigma (lme4's scaled residuals) and of the conditional modes b_i, each with R's ``qqline``.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.fit import fit_lmm
+    >>> fig = plot_residuals(fit_lmm(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)"))
+    >>> [ax.get_title() for ax in fig.axes]
+    ['Residuals against fitted values', 'Scaled residuals', 'Conditional modes']
+    """
+    fitted = fit.fitted(include_random=True)
+    resid = fit.resid()
+    fig = new_figure(figsize=(MAX_FIGURE_WIDTH, 6.4))[0]
+    fig.delaxes(fig.axes[0])
+    grid = fig.add_gridspec(2, 2)
+    top = fig.add_subplot(grid[0, :])
+    top.scatter(
+        fitted,
+        resid,
+        s=8,
+        color=COLORS["cluster"],
+        alpha=0.45,
+        linewidths=0,
+        label="one row",
+        rasterized=len(resid) > 5000,
+    ).set_gid("residuals")
+    top.axhline(0.0, color="black", linewidth=0.8)
+    edges = np.unique(np.percentile(fitted, np.linspace(0, 100, 11)))
+    if len(edges) > 2:
+        which = np.clip(np.searchsorted(edges, fitted, side="right") - 1, 0, len(edges) - 2)
+        centres = np.array(
+            [fitted[which == k].mean() for k in range(len(edges) - 1) if (which == k).any()]
+        )
+        means = np.array(
+            [resid[which == k].mean() for k in range(len(edges) - 1) if (which == k).any()]
+        )
+    else:
+        centres, means = np.array([fitted.mean()]), np.array([resid.mean()])
+    top.plot(
+        centres,
+        means,
+        "-o",
+        color=COLORS["lmm"],
+        markersize=5,
+        linewidth=1.6,
+        label="mean residual in 10 bins of fitted values",
+    )[0].set_gid("binned")
+    top.set_xlabel(f"fitted value of {fit.response} (X β̂ + b̂ᵢ)")
+    top.set_ylabel("residual")
+    top.set_title("Residuals against fitted values")
+    top.legend(fontsize="small", loc="best")
+    left = fig.add_subplot(grid[1, 0])
+    _qq_panel(left, resid / np.sqrt(fit.sigma2_resid), "scaled_residuals")
+    left.set_ylabel("residual / σ̂")
+    left.set_title("Scaled residuals")
+    left.legend(fontsize="small", loc="upper left")
+    right = fig.add_subplot(grid[1, 1])
+    modes = (
+        fit.ranef.to_numpy(dtype=float).ravel()
+        if fit.ranef.ndim == 1
+        else fit.ranef.iloc[:, 0].to_numpy(dtype=float)
+    )
+    _qq_panel(right, modes, "modes")
+    right.set_ylabel(f"conditional mode b̂ᵢ ({fit.group})")
+    right.set_title("Conditional modes")
+    right.legend(fontsize="small", loc="upper left")
+    fig.suptitle(title or f"Residual diagnostics: {fit.formula}")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def _ellipse(center, cov, probability: float, points: int = 181) -> np.ndarray:
+    """Points on the contour of N(center, cov) holding ``probability`` (chi-square, 2 df)."""
+    radius = np.sqrt(-2.0 * np.log(1.0 - probability))
+    angle = np.linspace(0.0, 2.0 * np.pi, points)
+    circle = np.column_stack([np.cos(angle), np.sin(angle)]) * radius
+    values, vectors = np.linalg.eigh(np.asarray(cov, dtype=float))
+    root = vectors @ np.diag(np.sqrt(np.maximum(values, 0.0)))
+    return np.asarray(center, dtype=float) + circle @ root.T
+
+
+def plot_shrinkage_2d(
+    no_pooling,
+    partial_pooling,
+    cov,
+    center,
+    *,
+    names=("(Intercept)", "slope"),
+    group: str = "cluster",
+    levels=(0.5, 0.95),
+    title: str | None = None,
+):
+    """Two-dimensional shrinkage for random slopes: each cluster's intercept and slope, from no pooling
+    to partial pooling, with the estimated distribution of the cluster coefficients.
+
+    Parameters
+    ----------
+    no_pooling : array_like, shape (J, 2)
+        Each cluster's own intercept and slope (a separate regression per cluster).
+    partial_pooling : array_like, shape (J, 2)
+        The mixed model's: the fixed effects plus the cluster's conditional modes.
+    cov : array_like, shape (2, 2)
+        The estimated covariance of the random intercept and slope (lme4's ``VarCorr``).
+    center : array_like, shape (2,)
+        The fixed intercept and slope, the centre of that distribution.
+    names : tuple of str, default ("(Intercept)", "slope")
+    group : str, default "cluster"
+    levels : tuple of float, default (0.5, 0.95)
+        The probability contours drawn of N(center, cov).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        An arrow per cluster from its no-pooling to its partial-pooling coefficients, open and filled
+        circles at the two ends, the fixed effects as a cross, and the contours of N(center, cov).
+
+    Examples
+    --------
+    >>> fig = plot_shrinkage_2d([[1.0, 2.0], [3.0, 0.0]], [[1.5, 1.5], [2.5, 0.5]],
+    ...                         [[1.0, 0.2], [0.2, 0.5]], [2.0, 1.0])
+    >>> len([a for a in fig.axes[0].patches if a.get_gid() == "shrinkage_arrow"])
+    2
+    """
+    from matplotlib.patches import FancyArrowPatch
+
+    start = np.asarray(no_pooling, dtype=float)
+    end = np.asarray(partial_pooling, dtype=float)
+    cov = np.asarray(cov, dtype=float)
+    center = np.asarray(center, dtype=float)
+    if start.ndim != 2 or start.shape[1] != 2 or end.shape != start.shape:
+        raise ValueError("no_pooling and partial_pooling must both have shape (J, 2).")
+    if cov.shape != (2, 2) or center.shape != (2,):
+        raise ValueError("cov must have shape (2, 2) and center shape (2,).")
+    fig, ax = new_figure(figsize=(6.8, 6.2))
+    for a, b in zip(start, end, strict=True):
+        arrow = FancyArrowPatch(
+            a,
+            b,
+            arrowstyle="-|>",
+            mutation_scale=9,
+            color="0.55",
+            linewidth=0.9,
+            shrinkA=3,
+            shrinkB=3,
+        )
+        arrow.set_gid("shrinkage_arrow")
+        ax.add_patch(arrow)
+    ax.scatter(
+        start[:, 0],
+        start[:, 1],
+        facecolors="none",
+        edgecolors=COLORS["cluster"],
+        s=30,
+        label=f"no pooling: the {group}'s own fit",
+        zorder=3,
+    ).set_gid("no_pooling")
+    ax.scatter(
+        end[:, 0],
+        end[:, 1],
+        color=COLORS["lmm"],
+        s=24,
+        label="partial pooling: mixed model",
+        zorder=4,
+    ).set_gid("partial_pooling")
+    for k, level in enumerate(levels):
+        ring = _ellipse(center, cov, level)
+        ax.plot(
+            ring[:, 0],
+            ring[:, 1],
+            color=COLORS["lmm"],
+            linewidth=1.2,
+            linestyle=["-", "--", ":"][k % 3],
+            label=f"{level:.0%} of the estimated distribution",
+        )[0].set_gid(f"ellipse_{level:g}")
+    ax.plot(
+        [center[0]],
+        [center[1]],
+        marker="X",
+        markersize=10,
+        color=COLORS["ols"],
+        markeredgecolor="black",
+        linestyle="none",
+        label="fixed effects",
+    )[0].set_gid("center")
+    ax.set_xlabel(f"{names[0]}: intercept of each {group}")
+    ax.set_ylabel(f"{names[1]}: slope of each {group}")
+    ax.set_title(title or f"Shrinkage in two dimensions: each {group}'s intercept and slope")
+    fig.legend(loc="outside lower center", ncol=2, fontsize="small", frameon=False)
     fig.set_layout_engine("constrained")
     return fig

@@ -41,7 +41,7 @@ from matplotlib.ticker import MaxNLocator
 from .decompose import cluster_table, fixed_effect_path, large_theta_limit
 from .design import SufficientStats, stats_from_cross_products
 from .fit import fit_lmm_from_stats
-from .plots import COLORS, build_path, figure_to_png, new_figure, update_path
+from .plots import COLORS, MAX_FIGURE_WIDTH, build_path, figure_to_png, new_figure, update_path
 
 __all__ = [
     "QUESTION_SHAPE",
@@ -394,7 +394,7 @@ def _size_ticks(low: float, high: float) -> np.ndarray:
 
 
 # The two path panels: (title, y label); the weight panel's series; the figure's layout and text sizes,
-# chosen for the site's content column (784 CSS px): at 100 dpi the figure is 780 px wide and shown at
+# chosen for the site's content column (784 CSS px): at 100 dpi the figure is 760 px wide and shown at
 # its own size, so a 9 pt tick label is 12.5 px high.
 _PATH_PANELS = (
     ("Intercept along θ", "intercept (unstim mean)"),
@@ -405,7 +405,7 @@ _WEIGHT_LABELS = (
     "weight in the LMM intercept × J",
     "weight in the OLS intercept × J",
 )
-_FIGSIZE = (7.8, 7.0)
+_FIGSIZE = (MAX_FIGURE_WIDTH, 7.0)
 _FONT = {"tick": 9.0, "label": 9.5, "title": 10.5, "legend": 9.0, "numbers": 9.0}
 
 
@@ -480,7 +480,7 @@ def build_explorer(*, figsize=_FIGSIZE, dpi: float = 90) -> ExplorerArtists:
 
     Parameters
     ----------
-    figsize : tuple of float, default (7.8, 6.6)
+    figsize : tuple of float, default (7.6, 7.0)
         The default fits the site's content column at 100 dpi, shown at its own size.
     dpi : float, default 90
 
@@ -1093,7 +1093,7 @@ def static_explorer(
     default_sigma_group : float, default 0.31
         The first slider's start (the closest grid value).
     dpi : int, default 100
-        :data:`helpers.plots.FIGURE_DPI`: the frames are 780 pixels wide, shown at their own size in the
+        :data:`helpers.plots.FIGURE_DPI`: the frames are 760 pixels wide, shown at their own size in the
         site's content column. Each frame is stored with a palette of 128 colours (about 35 kB).
     **shape
         Overrides of :data:`QUESTION_SHAPE`.

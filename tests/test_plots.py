@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Annotation  # noqa: E402
@@ -17,11 +18,26 @@ from helpers.design import build_design  # noqa: E402
 from helpers.fit import fit_lmm, fit_ols, optimize_theta  # noqa: E402
 from helpers.objective import criterion  # noqa: E402
 from helpers.plots import (  # noqa: E402
+    FIGURE_DPI,
+    MAX_CLUSTER_PANELS,
+    MAX_FIGURE_WIDTH,
+    MIN_TEXT_PX,
+    PAGE_WIDTH_PX,
+    PNG_DPI_KEY,
+    PNG_FONT_KEY,
+    PROFILE_LEVELS,
     figure_to_png,
+    normal_quantiles,
+    plot_bootstrap_scatter,
     plot_caterpillar,
+    plot_cluster_panels,
     plot_criteria,
     plot_fixed_effect_path,
     plot_pooling,
+    plot_profile_zeta,
+    plot_residuals,
+    plot_shrinkage_2d,
+    png_text,
 )
 
 RADON = "log_radon ~ floor + (1 | county)"
@@ -92,7 +108,11 @@ def test_path_plot_draws_the_path_and_marks_the_fit(radon, radon_fit):
         assert ols_line.get_ydata()[0] == pytest.approx(ols.params[term], rel=1e-10)
         assert ax.get_xscale() == "symlog"
         assert ax.get_xlim()[0] == 0.0  # theta = 0 (pooled OLS) is on the axis
-        assert ax.get_legend() is not None
+        assert ax.get_legend() is None  # one legend for the figure, below the panels
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert len(labels) == len(set(labels)) and "pooled OLS (θ = 0)" in labels
+    assert any(label.startswith("REML fit") for label in labels)
     # the floor panel's right asymptote is the within estimator
     (limit,) = _by_gid(fig.axes[1], "limit")
     assert limit.get_ydata()[0] == pytest.approx(within["floor"], rel=1e-12)
@@ -177,10 +197,20 @@ def test_caterpillar_sorted_modes_with_intervals(dyestuff_fit):
     np.testing.assert_allclose(half, 1.96 * dyestuff_fit.ranef_sd.to_numpy()[order], rtol=1e-12)
 
 
-def test_caterpillar_many_clusters_has_no_name_ticks(radon_fit):
+def test_caterpillar_many_clusters_names_the_extremes_and_marks_intervals_off_zero(radon_fit):
     ax = plot_caterpillar(radon_fit).axes[0]
-    assert len(ax.get_yticks()) == 0
+    order = np.argsort(radon_fit.ranef.to_numpy(), kind="stable")
+    names = [str(v) for v in radon_fit.ranef.index[order]]
+    assert list(ax.get_yticks()) == [0, 1, 2, 3, 4, 80, 81, 82, 83, 84]
+    assert [t.get_text() for t in ax.get_yticklabels()] == names[:5] + names[-5:]
+    assert "5 lowest and highest named" in ax.get_ylabel()
     assert len(_by_gid(ax, "modes")[0].get_xdata()) == 85
+    modes = radon_fit.ranef.to_numpy()[order]
+    half = 1.96 * radon_fit.ranef_sd.to_numpy()[order]
+    (marked,) = _by_gid(ax, "outside")
+    off = (modes - half > 0) | (modes + half < 0)
+    np.testing.assert_allclose(marked.get_offsets()[:, 0], modes[off])
+    assert off.sum() > 0 and f"({off.sum()} of 85)" in marked.get_label()
 
 
 # --- pooling -----------------------------------------------------------------------------------------
@@ -221,8 +251,8 @@ def test_pooling_on_radon_uses_sizes_and_both_levels(radon, radon_fit):
     assert len(ax.get_legend().get_texts()) == 4
 
 
-def test_path_plot_wraps_to_at_most_three_panels_a_row(radon):
-    """Five fixed effects: two rows (3 + 2), not one row of five panels shrunk to the page."""
+def test_path_plot_wraps_to_at_most_two_panels_a_row(radon):
+    """Five fixed effects: three rows (2 + 2 + 1), not one row of five panels shrunk to the page."""
     rng = np.random.default_rng(11)
     frame = radon.assign(arm=rng.choice(["a", "b", "c"], len(radon)))
     d = build_design(frame, "log_radon ~ floor + uranium + arm + (1 | county)")
@@ -231,9 +261,234 @@ def test_path_plot_wraps_to_at_most_three_panels_a_row(radon):
     assert [ax.get_title() for ax in fig.axes] == list(d.term_names)  # no empty sixth panel
     rows = [ax.get_subplotspec().rowspan.start for ax in fig.axes]
     columns = [ax.get_subplotspec().colspan.start for ax in fig.axes]
-    assert rows == [0, 0, 0, 1, 1] and columns == [0, 1, 2, 0, 1]
+    assert rows == [0, 0, 1, 1, 2] and columns == [0, 1, 0, 1, 0]
     width, height = fig.get_size_inches()
-    assert width <= 3 * 5.2 + 1e-9 and width / height < 2.0
-    # three terms still fit in one row
-    three = plot_fixed_effect_path(d.stats, d.term_names, terms=["floor", "uranium", "arm[T.b]"])
-    assert {ax.get_subplotspec().rowspan.start for ax in three.axes} == {0}
+    assert width <= MAX_FIGURE_WIDTH and width / height < 2.0
+    # two terms fit in one row
+    two = plot_fixed_effect_path(d.stats, d.term_names, terms=["floor", "uranium"])
+    assert {ax.get_subplotspec().rowspan.start for ax in two.axes} == {0}
+
+
+# --- legibility at the site's width ---------------------------------------------------------------------
+
+
+def _assert_legible(fig):
+    """As a notebook shows it (tight bounding box) in the site's 784 px column: text of 10 px or more,
+    shrunk by at most 1.5 times (tests/test_figure_legibility.py checks the built site itself)."""
+    import io
+
+    import PIL.Image
+
+    png = figure_to_png(fig, bbox_inches="tight")
+    width = PIL.Image.open(io.BytesIO(png)).width
+    shrink = max(1.0, width / PAGE_WIDTH_PX)
+    text = png_text(png)
+    assert float(text[PNG_DPI_KEY]) == FIGURE_DPI
+    shown = float(text[PNG_FONT_KEY]) * FIGURE_DPI / 72 / shrink
+    assert shrink <= 1.5 and shown >= MIN_TEXT_PX, (width, text)
+
+
+def test_every_figure_is_legible_at_the_sites_width(radon, radon_fit, dyestuff_fit):
+    d = build_design(radon, RADON)
+    rng = np.random.default_rng(11)
+    frame = radon.assign(arm=rng.choice(["a", "b", "c"], len(radon)))
+    d5 = build_design(frame, "log_radon ~ floor + uranium + arm + (1 | county)")
+    figures = [
+        plot_fixed_effect_path(d.stats, d.term_names),
+        plot_fixed_effect_path(d5.stats, d5.term_names, thetas=np.array([0.0, 0.5, 5.0])),
+        plot_criteria(d.stats),
+        plot_pooling(radon_fit),
+        plot_caterpillar(radon_fit),
+        plot_caterpillar(dyestuff_fit),
+        plot_cluster_panels(radon_fit),
+        plot_profile_zeta(dyestuff_fit),
+        plot_bootstrap_scatter(_fake_replicates(), "Intercept"),
+        plot_residuals(radon_fit),
+        plot_shrinkage_2d(*_slope_arrays()),
+    ]
+    for fig in figures:
+        _assert_legible(fig)
+
+
+# --- per-cluster panels ----------------------------------------------------------------------------------
+
+
+def test_cluster_panels_draw_each_clusters_rows_and_three_lines(radon, radon_fit):
+    fig = plot_cluster_panels(radon_fit)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == MAX_CLUSTER_PANELS
+    assert fig._suptitle.get_text().startswith("8 of 85 clusters (county)")
+    assert fig._supylabel.get_text() == "log_radon"
+    assert [ax.get_xlabel() for ax in fig.axes] == [""] * 4 + ["floor (jittered)"] * 4
+    assert len(fig.axes[0].get_subplotspec().get_gridspec().get_geometry()) == 2
+    assert fig.axes[0].get_subplotspec().get_gridspec().ncols <= 4
+    (legend,) = fig.legends
+    assert len(legend.get_texts()) == 4
+    sizes = radon.groupby("county", observed=True).size()
+    shown = [ax.get_title().split(" (n = ") for ax in fig.axes]
+    n_shown = [int(n.rstrip(")")) for _, n in shown]
+    assert n_shown == sorted(n_shown)  # spread over the sizes, smallest first
+    assert n_shown[0] == sizes.min() and n_shown[-1] == sizes.max()
+    ols = fit_ols(radon, RADON)
+    within = within_estimator(radon_fit.stats, list(radon_fit.fe_params.index))["floor"]
+    b0, b1 = radon_fit.fe_params
+    for ax, (label, _) in zip(fig.axes, shown, strict=True):
+        rows = radon[radon["county"].astype(str) == label]
+        (points,) = _by_gid(ax, "data")
+        xy = points.get_offsets()
+        np.testing.assert_allclose(xy[:, 1], rows["log_radon"], rtol=1e-12)  # the cluster's rows
+        np.testing.assert_allclose(np.round(xy[:, 0]), rows["floor"])  # floor, jittered
+        assert np.max(np.abs(xy[:, 0] - rows["floor"])) <= 0.06 + 1e-12
+        lines = {line.get_gid(): line for line in ax.get_lines()}
+        x = lines["partial"].get_xdata()
+        np.testing.assert_allclose(
+            lines["partial"].get_ydata(), b0 + radon_fit.ranef[label] + b1 * x, rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            lines["complete"].get_ydata(),
+            ols.params["Intercept"] + ols.params["floor"] * x,
+            rtol=1e-10,
+        )
+        own = rows["log_radon"].mean() - rows["floor"].mean() * within  # lm(y ~ floor + county)
+        np.testing.assert_allclose(lines["no_pooling"].get_ydata(), own + within * x, rtol=1e-10)
+
+
+def test_cluster_panels_chosen_clusters_and_errors(radon_fit, dyestuff_fit):
+    fig = plot_cluster_panels(radon_fit, clusters=["AITKIN", "HENNEPIN"], title="Two")
+    assert [ax.get_title() for ax in fig.axes] == ["AITKIN (n = 4)", "HENNEPIN (n = 105)"]
+    assert fig._suptitle.get_text() == "Two"
+    with pytest.raises(ValueError, match="Unknown county"):
+        plot_cluster_panels(radon_fit, clusters=["NOWHERE"])
+    with pytest.raises(ValueError, match="Choose the predictor"):
+        plot_cluster_panels(dyestuff_fit)
+
+
+# --- profile zeta -----------------------------------------------------------------------------------------
+
+
+def test_profile_zeta_panels_draw_zeta_and_the_level_lines(dyestuff_fit):
+    from helpers.inference import confint, likelihood_profile
+
+    prof = likelihood_profile(dyestuff_fit, "sigma_group", np.linspace(5.0, 120.0, 60))
+    fig = plot_profile_zeta(dyestuff_fit, ["sigma_group"], profiles={"sigma_group": prof})
+    _assert_labelled(fig)
+    (ax,) = fig.axes
+    (line,) = _by_gid(ax, "zeta")
+    np.testing.assert_allclose(line.get_xdata(), prof["value"])
+    np.testing.assert_allclose(line.get_ydata(), prof["zeta"])
+    # zeta is the signed square root of the deviance rise
+    np.testing.assert_allclose(
+        np.abs(line.get_ydata()), np.sqrt(prof["rise"]), rtol=1e-12, atol=1e-12
+    )
+    # the 95% lines drop where zeta = -1.96 and +1.96: the ends of the 95% profile interval
+    ends = sorted(line.get_xdata()[0] for line in _by_gid(ax, "end_0.95"))
+    interval = confint(dyestuff_fit, "profile", level=0.95).loc["sigma_group"]
+    np.testing.assert_allclose(ends, interval[["lower", "upper"]].to_numpy(float), rtol=0.02)
+    assert [t.get_text() for t in ax.texts] == [f"{p:.0%}" for p in PROFILE_LEVELS]
+
+
+def test_profile_zeta_default_parameters(dyestuff_fit):
+    fig = plot_profile_zeta(dyestuff_fit)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["$\\sigma_b$", "$\\sigma$", "Intercept"]
+    assert fig._suptitle.get_text().startswith("Profile ζ (ML deviance)")
+
+
+# --- bootstrap scatter ------------------------------------------------------------------------------------
+
+
+def _fake_replicates():
+    rng = np.random.default_rng(3)
+    sigma = np.abs(rng.normal(1.0, 0.5, 400))
+    sigma[:17] = 0.0
+    return pd.DataFrame(
+        {"sigma_group": sigma, "Intercept": 5 + 0.3 * sigma + rng.normal(0, 0.2, 400)}
+    )
+
+
+def test_bootstrap_scatter_plots_each_replicate(dyestuff_fit):
+    from helpers.inference import bootstrap
+
+    reps = bootstrap(dyestuff_fit, n=60, seed=1, progress=False)
+    fig = plot_bootstrap_scatter(reps, "Intercept", dyestuff_fit)
+    _assert_labelled(fig)
+    ax = fig.axes[0]
+    (points,) = _by_gid(ax, "replicates")
+    np.testing.assert_allclose(points.get_offsets()[:, 0], reps["sigma_group"])
+    np.testing.assert_allclose(points.get_offsets()[:, 1], reps["Intercept"])
+    (mark,) = _by_gid(ax, "estimate")
+    assert mark.get_xdata()[0] == pytest.approx(np.sqrt(dyestuff_fit.sigma2_group))
+    assert mark.get_ydata()[0] == pytest.approx(dyestuff_fit.fe_params["Intercept"])
+    zero = int((reps["sigma_group"] == 0).sum())
+    assert f"({zero} with" in ax.get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="Unknown term"):
+        plot_bootstrap_scatter(reps, "slope")
+
+
+# --- residual diagnostics ---------------------------------------------------------------------------------
+
+
+def test_residual_panels_show_residuals_and_both_qq_plots(radon_fit):
+    fig = plot_residuals(radon_fit)
+    _assert_labelled(fig)
+    top, left, right = fig.axes
+    (points,) = _by_gid(top, "residuals")
+    np.testing.assert_allclose(points.get_offsets()[:, 0], radon_fit.fitted())
+    np.testing.assert_allclose(points.get_offsets()[:, 1], radon_fit.resid())
+    (scaled,) = _by_gid(left, "scaled_residuals")
+    expected = np.sort(radon_fit.resid() / np.sqrt(radon_fit.sigma2_resid))
+    np.testing.assert_allclose(scaled.get_offsets()[:, 1], expected)
+    np.testing.assert_allclose(scaled.get_offsets()[:, 0], normal_quantiles(len(expected)))
+    (modes,) = _by_gid(right, "modes")
+    np.testing.assert_allclose(modes.get_offsets()[:, 1], np.sort(radon_fit.ranef.to_numpy()))
+    (binned,) = _by_gid(top, "binned")
+    assert len(binned.get_xdata()) == 10
+    assert abs(np.mean(binned.get_ydata())) < 0.05  # residuals centred over the fitted values
+
+
+def test_normal_quantiles_are_rs_qqnorm_positions():
+    import scipy.stats
+
+    # R: qnorm(ppoints(5)) and qnorm(ppoints(20))[1]
+    np.testing.assert_allclose(
+        normal_quantiles(5), [-1.17976, -0.49720, 0.0, 0.49720, 1.17976], atol=1e-5
+    )
+    assert normal_quantiles(20)[0] == pytest.approx(scipy.stats.norm.ppf(0.5 / 20))
+
+
+# --- two-dimensional shrinkage ----------------------------------------------------------------------------
+
+
+def _slope_arrays():
+    rng = np.random.default_rng(5)
+    cov = np.array([[600.0, 10.0], [10.0, 35.0]])
+    center = np.array([251.4, 10.5])
+    partial = center + rng.multivariate_normal([0, 0], cov * 0.6, 18)
+    no_pool = center + (partial - center) * 1.4 + rng.normal(0, 2, (18, 2))
+    return no_pool, partial, cov, center
+
+
+def test_shrinkage_2d_arrows_and_covariance_ellipse():
+    no_pool, partial, cov, center = _slope_arrays()
+    fig = plot_shrinkage_2d(
+        no_pool, partial, cov, center, names=("(Intercept)", "Days"), group="Subject"
+    )
+    _assert_labelled(fig)
+    ax = fig.axes[0]
+    arrows = _by_gid(ax, "shrinkage_arrow")
+    assert len(arrows) == 18
+    np.testing.assert_allclose([a._posA_posB[0] for a in arrows], no_pool)
+    np.testing.assert_allclose([a._posA_posB[1] for a in arrows], partial)
+    np.testing.assert_allclose(_by_gid(ax, "no_pooling")[0].get_offsets(), no_pool)
+    np.testing.assert_allclose(_by_gid(ax, "partial_pooling")[0].get_offsets(), partial)
+    (mark,) = _by_gid(ax, "center")
+    assert (mark.get_xdata()[0], mark.get_ydata()[0]) == tuple(center)
+    for level in (0.5, 0.95):
+        (ring,) = _by_gid(ax, f"ellipse_{level:g}")
+        d = ring.get_xydata() - center
+        mahalanobis = np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d)
+        np.testing.assert_allclose(mahalanobis, -2 * np.log(1 - level), rtol=1e-9)
+    assert "Days" in ax.get_ylabel() and "Subject" in ax.get_xlabel()
+    (legend,) = fig.legends  # below the panel, over no data
+    assert len(legend.get_texts()) == 5
+    with pytest.raises(ValueError, match="shape"):
+        plot_shrinkage_2d(no_pool[:, :1], partial, cov, center)

@@ -21,7 +21,13 @@ from matplotlib.figure import Figure  # noqa: E402
 import helpers.widgets as widgets  # noqa: E402
 from helpers.decompose import fixed_effect_path, large_theta_limit  # noqa: E402
 from helpers.fit import fit_lmm, fit_lmm_from_stats, fit_ols  # noqa: E402
-from helpers.plots import FIGURE_DPI, PAGE_WIDTH_PX, figure_to_png, png_text  # noqa: E402
+from helpers.plots import (  # noqa: E402
+    FIGURE_DPI,
+    MAX_FIGURE_WIDTH,
+    PAGE_WIDTH_PX,
+    figure_to_png,
+    png_text,
+)
 from helpers.widgets import (  # noqa: E402
     QUESTION_SHAPE,
     SLIDER_LABELS,
@@ -151,7 +157,7 @@ def test_explorer_figure_draws_the_fit_of_its_position():
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:3])
     assert "0.40" in fig._suptitle.get_text() and "1.00" in fig._suptitle.get_text()
     # two rows at the site's width (shown unshrunk), legends outside the panels, ± explained
-    assert tuple(fig.get_size_inches()) == (7.8, 7.0)
+    assert tuple(fig.get_size_inches()) == (MAX_FIGURE_WIDTH, 7.0)
     key = fig.axes[3]
     assert not key.axison and not fig.legends
     legends = [a for a in key.get_children() if isinstance(a, matplotlib.legend.Legend)]
