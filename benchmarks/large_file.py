@@ -6,17 +6,25 @@ memory, into a temporary folder that it deletes at the end. It then times, each 
 
 - **group-by**: DuckDB's own ``GROUP BY cluster, condition`` with ``count``, ``sum`` and sum of squares of
   ``y``: one scan of the same columns, the least any fit from this file could cost;
-- **fit**: :func:`helpers.large.fit_lmm_file` (the first pass for the centring shifts, the grouped scan,
-  and the REML fit from the sums).
+- **fit**: :func:`helpers.large.fit_lmm_file`: DuckDB through Ibis (the first pass for the centring
+  shifts, the grouped scan that :mod:`helpers.engines` writes as an Ibis expression, and the REML fit
+  from the sums);
+- **spark**: :func:`helpers.engines.design_from_table` on :func:`helpers.engines.read_table` (the same Ibis expression run
+  by Spark in local mode on every core, reading the same Parquet file). Spark's start-up (the JVM and
+  the session) is reported apart, as ``start (s)``: a cluster pays it once per session, not per fit.
 
 For each it reports the wall time and the peak resident memory of the process (``ru_maxrss``, which
-includes Python and its libraries), and the ratio of the fit's time to the group-by's. Targets: peak memory
-under 1 GB and time within 1.5 times the group-by.
+includes Python and its libraries; for Spark also the peak of its JVM, the driver's child process),
+and the ratio of the fit's time to the group-by's. Targets: DuckDB through Ibis within 1.5 times the
+group-by and under 0.5 GB. ``--scaling ROWS`` also times the fit and Spark on a second file of ROWS
+rows, to show how each grows with the data (one pass: linear in the rows).
 
 Usage::
 
     python benchmarks/large_file.py                # 10^8 rows (about 1 GB of disk while it runs)
     python benchmarks/large_file.py --rows 1e7     # a quicker run
+    python benchmarks/large_file.py --scaling 1e7  # also Spark and DuckDB at 10^7 rows
+    python benchmarks/large_file.py --no-spark     # without Spark (no Java needed)
 """
 
 from __future__ import annotations
@@ -96,12 +104,29 @@ def child(kind: str, path: str) -> None:
     else:
         import warnings
 
+        from helpers.engines import design_from_table, parquet_levels, read_table, spark_session
+        from helpers.fit import fit_lmm_from_stats
         from helpers.large import fit_lmm_file
 
         imported = time.perf_counter()
+        extra = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = fit_lmm_file(path, FORMULA)
+            if kind == "spark":
+                session = spark_session("local[*]")
+                table = read_table(path, "spark", session=session)
+                started = time.perf_counter()
+                extra["start_seconds"] = started - imported
+                imported = started
+                # the stored level order of the Parquet dictionaries (unstim first), as pandas keeps it
+                design = design_from_table(
+                    table, FORMULA, stored_levels=parquet_levels(path, ["condition"])
+                )
+                fit = fit_lmm_from_stats(
+                    design.stats, design.term_names, design.group_labels, formula=FORMULA
+                )
+            else:
+                fit = fit_lmm_file(path, FORMULA)
         summary = {
             "n_obs": fit.n_obs,
             "n_groups": fit.n_groups,
@@ -111,6 +136,9 @@ def child(kind: str, path: str) -> None:
         }
     done = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if kind == "spark":
+        summary["jvm_peak_mb"] = _children_peak_mb()
+        summary.update(extra)
     print(
         json.dumps(
             {
@@ -122,6 +150,33 @@ def child(kind: str, path: str) -> None:
             }
         )
     )
+
+
+def _children_peak_mb() -> float:
+    """The largest peak resident memory (VmHWM) among this process's descendants (Spark's JVM)."""
+    import os
+
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - mine
+        mine |= frontier
+    peak = 0.0
+    for pid in mine:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024.0)
+        except OSError:
+            continue
+    return peak
 
 
 def measure(kind: str, path: Path) -> dict:
@@ -136,57 +191,82 @@ def measure(kind: str, path: Path) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+def _write(folder: Path, rows: int, args) -> Path:
+    path = folder / f"rows-{rows}.parquet"
+    start = time.perf_counter()
+    write_parquet(path, rows, args.clusters, args.chunk)
+    size_mb = path.stat().st_size / 1024**2
+    print(
+        f"wrote {rows:,} rows ({size_mb:,.0f} MB of Parquet) in {time.perf_counter() - start:.1f} s"
+    )
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=lambda s: int(float(s)), default=100_000_000)
     parser.add_argument("--clusters", type=int, default=24)
     parser.add_argument("--chunk", type=lambda s: int(float(s)), default=5_000_000)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each; the fastest counts")
+    parser.add_argument("--scaling", type=lambda s: int(float(s)), default=None, metavar="ROWS")
+    parser.add_argument("--no-spark", action="store_true", help="leave Spark out")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(*args.child)
         return 0
 
+    kinds = ("groupby", "fit") + (() if args.no_spark else ("spark",))
+    labels = {"groupby": "DuckDB GROUP BY", "fit": "DuckDB via Ibis", "spark": "Spark local[*]"}
     folder = Path(tempfile.mkdtemp(prefix="lmm-benchmark-"))
     try:
-        path = folder / "rows.parquet"
-        start = time.perf_counter()
-        write_parquet(path, args.rows, args.clusters, args.chunk)
-        size_mb = path.stat().st_size / 1024**2
-        print(
-            f"wrote {args.rows:,} rows ({size_mb:,.0f} MB of Parquet) in "
-            f"{time.perf_counter() - start:.1f} s"
-        )
-        results = {"groupby": [], "fit": []}
+        path = _write(folder, args.rows, args)
+        results = {kind: [] for kind in kinds}
         for _ in range(args.repeats):
-            for kind in ("groupby", "fit"):
+            for kind in kinds:
                 results[kind].append(measure(kind, path))
         best = {kind: min(runs, key=lambda r: r["seconds"]) for kind, runs in results.items()}
-        print(f"\n{'':24s}{'work (s)':>10s}{'with imports (s)':>18s}{'peak memory (MB)':>18s}")
-        for kind, label in (("groupby", "DuckDB GROUP BY"), ("fit", "fit_lmm_file")):
+        print(
+            f"\n{'':18s}{'work (s)':>10s}{'start (s)':>11s}{'imports (s)':>13s}"
+            f"{'peak Python (MB)':>18s}{'peak JVM (MB)':>15s}"
+        )
+        for kind in kinds:
             b = best[kind]
             times = ", ".join(f"{r['seconds']:.2f}" for r in results[kind])
             peak = max(r["peak_mb"] for r in results[kind])
+            jvm = max(r.get("jvm_peak_mb", 0.0) for r in results[kind])
+            start = f"{b['start_seconds']:.1f}" if "start_seconds" in b else "-"
             print(
-                f"{label:24s}{b['seconds']:10.2f}{b['seconds'] + b['import_seconds']:18.2f}"
-                f"{peak:18.0f}   (work, each run: {times})"
+                f"{labels[kind]:18s}{b['seconds']:10.2f}{start:>11s}{b['import_seconds']:13.2f}"
+                f"{peak:18.0f}{(f'{jvm:.0f}' if jvm else '-'):>15s}   (work, each run: {times})"
             )
         ratio = best["fit"]["seconds"] / best["groupby"]["seconds"]
-        with_imports = (best["fit"]["seconds"] + best["fit"]["import_seconds"]) / (
-            best["groupby"]["seconds"] + best["groupby"]["import_seconds"]
-        )
         peak_fit = max(r["peak_mb"] for r in results["fit"])
-        print(
-            f"\ntime ratio fit / GROUP BY: {ratio:.2f} for the work (target <= 1.5), "
-            f"{with_imports:.2f} including the imports"
-        )
-        print(f"peak memory of the fit: {peak_fit:.0f} MB (target < 1024)")
-        fit = best["fit"]
-        print(
-            f"fit: {fit['n_obs']:,} rows in {fit['n_groups']} clusters; fixed effects "
-            f"{fit['fe_params']}; sigma2_group {fit['sigma2_group']}, sigma2_resid {fit['sigma2_resid']}"
-        )
+        print(f"\ntime ratio DuckDB via Ibis / GROUP BY: {ratio:.2f} for the work (target <= 1.5)")
+        print(f"peak memory of DuckDB via Ibis: {peak_fit:.0f} MB (target < 512)")
+        if "spark" in best:
+            spark_ratio = best["spark"]["seconds"] / best["fit"]["seconds"]
+            print(f"time ratio Spark / DuckDB via Ibis: {spark_ratio:.2f} (work, without start-up)")
+        for kind in ("fit", "spark"):
+            if kind in best:
+                fit = best[kind]
+                print(
+                    f"{labels[kind]}: {fit['n_obs']:,} rows in {fit['n_groups']} clusters; fixed "
+                    f"effects {fit['fe_params']}; sigma2_group {fit['sigma2_group']}, sigma2_resid "
+                    f"{fit['sigma2_resid']}"
+                )
+        if args.scaling:
+            small = _write(folder, args.scaling, args)
+            print(
+                f"\nscaling from {args.scaling:,} to {args.rows:,} rows (work, best of {args.repeats}):"
+            )
+            for kind in kinds[1:]:
+                runs = [measure(kind, small) for _ in range(args.repeats)]
+                low = min(r["seconds"] for r in runs)
+                print(
+                    f"{labels[kind]:18s}{low:8.2f} s -> {best[kind]['seconds']:8.2f} s "
+                    f"(x{best[kind]['seconds'] / low:.1f} for x{args.rows / args.scaling:.0f} rows)"
+                )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

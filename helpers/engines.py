@@ -99,6 +99,7 @@ __all__ = [
     "scan_cells",
     "design_from_cells",
     "design_from_table",
+    "parquet_levels",
 ]
 
 #: The engines of the command line: rows in pandas, or the sums computed by DuckDB or by Spark.
@@ -677,6 +678,7 @@ def design_from_table(
     centre_rows: int | None = 1_000_000,
     name: str = "the table",
     text_numbers: bool = False,
+    stored_levels: Mapping[str, tuple[list, bool]] | None = None,
 ) -> Design:
     """Compute a model's sufficient statistics where the table lives, and return its design.
 
@@ -698,6 +700,10 @@ def design_from_table(
     text_numbers : bool, default False
         Read a model column of text whose values all read as numbers as numbers, as pandas reads a
         CSV file (True for a table read from CSV by :func:`read_table`; a DataFrame's text stays text).
+    stored_levels : dict, optional
+        Column -> (levels, ordered): a categorical column's own level order, as pandas keeps it (from
+        :func:`parquet_levels` for a Parquet file whose text columns are dictionaries); other text
+        columns take their levels sorted.
 
     Returns
     -------
@@ -807,7 +813,31 @@ def design_from_table(
         keys=keys,
         reference=reference,
         name=name,
+        stored_levels=stored_levels,
     )
+
+
+def parquet_levels(path, columns: Sequence[str]) -> dict:
+    """The stored level order of the dictionary (pandas categorical) columns among ``columns`` of a
+    Parquet file, or of the first file of a folder of them: ``{column: (levels, ordered)}``.
+
+    Engines read such a column as plain text; passing these to :func:`design_from_table` keeps the
+    reference level pandas (and R's arrow) would take.
+    """
+    from .large import _parquet_dictionary_levels
+
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("**/*.parquet"))
+        if not files:
+            return {}
+        p = files[0]
+    found = {}
+    for column in columns:
+        stored = _parquet_dictionary_levels(p, column)
+        if stored:
+            found[column] = stored
+    return found
 
 
 def _text_counts(table, column: str, rows: int = 100_000) -> pd.Series:
