@@ -48,7 +48,7 @@ import scipy.linalg
 from .formula import Formula, ModelSpec
 from .kernel import Blocks, Response, expand_theta, theta_lower_bounds, theta_size
 from .results import r_term_name
-from .validate import DataError
+from .validate import DataError, check_one_group
 
 __all__ = [
     "RandomTerm",
@@ -110,10 +110,7 @@ def check_bars(bars, group: str | None = None) -> str | None:
             f"The formula has random-effects terms for {len(groups)} grouping factors ({shown}); "
             f"crossed groupings are not supported: this package fits {SUPPORTED}."
         )
-    if groups and group is not None and groups[0] != group:
-        raise DataError(
-            f"The formula groups by '{groups[0]}' but group={group!r} was also given; give only one."
-        )
+    check_one_group(groups[0] if groups else None, group)
     return groups[0] if groups else group
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "RowsDroppedWarning",
     "ParsedFormula",
     "parse_formula",
+    "check_one_group",
     "require_group",
     "check_columns",
     "check_present",
@@ -152,14 +153,28 @@ def parse_formula(
             f"The formula has {len(groups)} random-effects terms ({', '.join(groups)}); only one grouping "
             "factor is supported. Keep a single '(1 | group)' term."
         )
-    if groups and group is not None and groups[0] != group:
-        raise DataError(
-            f"The formula groups by '{groups[0]}' but group={group!r} was also given; give only one."
-        )
+    check_one_group(groups[0] if groups else None, group)
     group_name = groups[0] if groups else group
     return ParsedFormula(
         fixed=model.fixed_text, group=group_name, response=model.response.label, model=model
     )
+
+
+def check_one_group(formula_group: str | None, group: str | None) -> None:
+    """Refuse a grouping column given both in the formula and as ``group=``, when the two differ.
+
+    Examples
+    --------
+    >>> check_one_group("g", "g")
+    >>> check_one_group("g", "h")
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The formula groups by 'g' but group='h' was also given; give only one.
+    """
+    if formula_group is not None and group is not None and formula_group != group:
+        raise DataError(
+            f"The formula groups by '{formula_group}' but group={group!r} was also given; give only one."
+        )
 
 
 def require_group(group: str | None) -> str:
