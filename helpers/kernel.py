@@ -69,6 +69,8 @@ __all__ = [
     "evaluate",
     "slope_u",
     "gradient",
+    "gradient_numeric",
+    "value_and_gradient",
     "conditional_modes",
     "optimize",
     "optimize_batch",
@@ -711,13 +713,79 @@ def expand_theta(theta, free, q: int) -> np.ndarray:
     return out
 
 
-def gradient(blocks: Blocks, resp: Response, theta, reml: bool = True, free=None) -> np.ndarray:
-    """The gradient of the criterion with respect to theta, shape (..., n_theta).
+def _inverse_small(chol: np.ndarray) -> np.ndarray:
+    """M^{-1} from the lower Cholesky factors of a batch of small matrices (M = L L')."""
+    q = chol.shape[-1]
+    eye = np.broadcast_to(np.eye(q), chol.shape)
+    l_inv = _solve_lower_small(chol, eye) if q <= SMALL_Q else np.linalg.inv(chol)
+    return np.swapaxes(l_inv, -1, -2) @ l_inv
 
-    For q = 1 it is analytic (2 theta times :func:`slope_u`, so 0 at theta = 0). Otherwise it is a central
-    difference, all 2 n_theta points in one batched evaluation (one-sided at a lower bound of 0).
-    With ``free`` (see :func:`expand_theta`), ``theta`` holds the free elements only and the gradient is
-    with respect to them.
+
+def value_and_gradient(blocks: Blocks, resp: Response, theta, reml: bool = True, free=None):
+    r"""The criterion and its analytic gradient with respect to theta, for any q, in one pass.
+
+    With G_i = Z_i'Z_i, F_i = Z_i'X_i, M_i = T'G_i T + I, K_i = T M_i^{-1} T' and the GLS residual sums
+    rho_i = Z_i'y_i - F_i beta, the criterion is sum_i log det M_i [+ log det A] + dof log r2 + const,
+    with A = X'X - sum_i F_i'K_i F_i and r2 = min over beta of the penalised residual sum of squares,
+    whose derivative at the optimum is -sum_i rho_i' dK_i rho_i (the envelope theorem). From
+    d log det M = tr(M^{-1} dM), dM = dT'G T + T'G dT and dK = dT M^{-1}T' + T M^{-1} dT' -
+    T M^{-1} dM M^{-1} T', for any symmetric S
+
+        d log det M_i = 2 tr(M_i^{-1} T'G_i dT),
+        tr(S dK_i)    = 2 tr(M_i^{-1} T'S (I - K_i G_i) dT),
+
+    so, with S_i = [F_i A^{-1} F_i'] + (dof / r2) rho_i rho_i' (the bracket for REML only),
+
+        d criterion / dT = 2 sum_i [G_i T M_i^{-1} - (I - G_i K_i) S_i T M_i^{-1}],
+
+    read off at T's lower-triangular positions (lme4's theta order). For q = 1 this is 2 theta times
+    :func:`slope_u`. Every piece is invariant to the blocks' basis (Q or X, e or y).
+
+    Parameters
+    ----------
+    theta : array_like, shape (..., k)
+        The full theta, or with ``free`` the free elements only (:func:`expand_theta`).
+
+    Returns
+    -------
+    criterion : ndarray, shape (...)
+    gradient : ndarray, shape (..., k)
+    """
+    q = blocks.q
+    free = np.arange(blocks.n_theta) if free is None else np.asarray(free)
+    theta = _check_theta(theta, len(free))
+    full = expand_theta(theta, free, q)
+    ev = evaluate(blocks, resp, full, reml)
+    t = theta_to_factor(full, q)[..., None, :, :]  # (..., 1, q, q)
+    tt = np.swapaxes(t, -1, -2)
+    g = blocks.ztz
+    m = tt @ g @ t + np.eye(q)
+    chol = _chol_small(m) if q <= SMALL_Q else np.linalg.cholesky(m)
+    tm = t @ _inverse_small(chol)  # T M^{-1}, (..., J, q, q)
+    k = tm @ tt
+    rho = resp.zty - (blocks.ztx @ ev.delta[..., None, :, None])[..., 0]  # (..., J, q)
+    scale = (blocks.dof(reml) / ev.r2)[..., None, None, None]
+    s = scale * (rho[..., :, None] * rho[..., None, :])
+    if reml:
+        fa = blocks.ztx @ ev.a_inv[..., None, :, :]
+        s = s + fa @ np.swapaxes(blocks.ztx, -1, -2)
+    gk = g @ k
+    inner = g @ tm - (s - gk @ s) @ tm
+    grad = 2.0 * inner.sum(axis=-3)
+    rows, cols = _lower_index(q)
+    out = grad[..., rows, cols][..., free]
+    bad = ~np.isfinite(ev.criterion)
+    if np.any(bad):
+        out = np.where(bad[..., None], np.nan, out)
+    return ev.criterion, out
+
+
+def gradient(blocks: Blocks, resp: Response, theta, reml: bool = True, free=None) -> np.ndarray:
+    """The gradient of the criterion with respect to theta, shape (..., n_theta), analytic for any q.
+
+    For q = 1 it is 2 theta times :func:`slope_u` (so 0 at theta = 0); otherwise
+    :func:`value_and_gradient`. With ``free`` (see :func:`expand_theta`), ``theta`` holds the free
+    elements only and the gradient is with respect to them.
     """
     q = blocks.q
     if free is None:
@@ -726,6 +794,17 @@ def gradient(blocks: Blocks, resp: Response, theta, reml: bool = True, free=None
     theta = _check_theta(theta, len(free))
     if q == 1:
         return 2.0 * theta * slope_u(blocks, resp, theta, reml)[..., None]
+    return value_and_gradient(blocks, resp, theta, reml, free)[1]
+
+
+def gradient_numeric(blocks: Blocks, resp: Response, theta, reml: bool = True, free=None):
+    """The central-difference gradient (one-sided at a lower bound of 0), all 2 k points in one
+    batched evaluation: the check on :func:`value_and_gradient`."""
+    q = blocks.q
+    if free is None:
+        free = np.arange(blocks.n_theta)
+    free = np.asarray(free)
+    theta = _check_theta(theta, len(free))
     k = len(free)
     step = 2e-5 * np.maximum(np.abs(theta), 0.05)  # (..., k)
     eye = np.eye(k)
@@ -1042,9 +1121,9 @@ def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None, fre
         return float(evaluate(blocks, resp, expand_theta(x, free, q), reml).criterion)
 
     def fun_grad(x):
-        count[0] += 1 + 2 * len(x)
-        value = float(evaluate(blocks, resp, expand_theta(x, free, q), reml).criterion)
-        return value, gradient(blocks, resp, x, reml, free)
+        count[0] += 1
+        value, grad = value_and_gradient(blocks, resp, x, reml, free)
+        return float(value), grad
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     first = scipy.optimize.minimize(
@@ -1098,8 +1177,8 @@ def optimize(blocks: Blocks, resp: Response, reml: bool = True, *, start=None, f
     """Minimise the profiled criterion over theta (diagonal of T >= 0); the one optimiser of the package.
 
     A scalar theta (q = 1) goes through :func:`optimize_batch` (grid, then the root of the analytic slope;
-    exactly 0 on a boundary fit). A vector theta goes through L-BFGS-B with batched central-difference
-    gradients from lme4's starting point (T = I), polished by Powell's method within the bounds when it
+    exactly 0 on a boundary fit). A vector theta goes through L-BFGS-B with the analytic gradient
+    (:func:`value_and_gradient`, one pass per point) from lme4's starting point (T = I), polished by Powell's method within the bounds when it
     did not converge or a diagonal element of T ends next to 0. A vector fit counts as converged when
     the method says so or, failing that, when the largest free component of the gradient is below 1e-6
     of the criterion (at least 1e-6): line searches can stall next to the bound at a singular fit.

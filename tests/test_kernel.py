@@ -187,6 +187,84 @@ def test_q2_batch_of_thetas_equals_one_at_a_time():
     np.testing.assert_allclose(batch.beta[2], ols, rtol=1e-10)
 
 
+def _simulated_q3(seed=11, n_groups=9):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(4, 10, size=n_groups)
+    codes = np.repeat(np.arange(n_groups), sizes)
+    n = codes.size
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x, z])
+    Z = X.copy()
+    b = rng.normal(size=(n_groups, 3)) * [1.0, 0.5, 0.3]
+    y = X @ np.array([1.0, 0.5, -0.2]) + np.sum(Z * b[codes], axis=1) + rng.normal(size=n)
+    return X, y, Z, codes, n_groups
+
+
+def _richardson_gradient(blocks, resp, theta, reml, h=1e-3):
+    """Central differences at steps h and h/2 with one Richardson step (error O(h^4))."""
+
+    def f(t):
+        return float(kernel.evaluate(blocks, resp, t, reml).criterion)
+
+    out = []
+    for k in range(len(theta)):
+        e = np.eye(len(theta))[k]
+        d1 = (f(theta + h * e) - f(theta - h * e)) / (2 * h)
+        d2 = (f(theta + h / 2 * e) - f(theta - h / 2 * e)) / h
+        out.append((4 * d2 - d1) / 3)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("rotate", [True, False])
+@pytest.mark.parametrize(
+    ("q", "theta"),
+    [
+        (2, [0.8, 0.3, 0.5]),
+        (2, [1.5, -0.7, 0.05]),
+        (3, [0.9, 0.2, -0.1, 0.6, 0.3, 0.4]),
+        (3, [0.3, -0.5, 0.8, 1.2, 0.0, 0.7]),
+    ],
+)
+def test_analytic_gradient_equals_central_differences(q, theta, rotate, reml):
+    """The analytic gradient of the profiled criterion (kernel.value_and_gradient) for q = 2 and 3."""
+    X, y, Z, codes, n_groups = _simulated() if q == 2 else _simulated_q3()
+    blocks, resp = kernel.blocks_from_rows(X, y, Z, codes, n_groups, rotate=rotate)
+    theta = np.array(theta)
+    value, grad = kernel.value_and_gradient(blocks, resp, theta, reml)
+    assert float(value) == float(kernel.evaluate(blocks, resp, theta, reml).criterion)
+    numeric = _richardson_gradient(blocks, resp, theta, reml)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-7 * np.abs(numeric).max())
+    # the plain central difference of the kernel agrees to its own truncation error
+    rough = kernel.gradient_numeric(blocks, resp, theta, reml)
+    np.testing.assert_allclose(grad, rough, rtol=1e-4, atol=1e-4 * np.abs(numeric).max())
+    # a batch of thetas gives each one's gradient; gradient() is the same numbers
+    batch = np.stack([theta, 0.5 * theta])
+    _, grads = kernel.value_and_gradient(blocks, resp, batch, reml)
+    np.testing.assert_allclose(grads[0], grad, rtol=1e-13)
+    np.testing.assert_allclose(kernel.gradient(blocks, resp, theta, reml), grad, rtol=1e-13)
+
+
+def test_analytic_gradient_over_free_elements_and_at_q1():
+    """A block-diagonal T ((x || g)): the gradient over the free elements is the full one's restriction;
+    q = 1: the general formula equals 2 theta times the closed-form slope in u."""
+    X, y, Z, codes, n_groups = _simulated()
+    blocks, resp = kernel.blocks_from_rows(X, y, Z, codes, n_groups)
+    free = np.array([0, 2])
+    x = np.array([0.7, 0.4])
+    _, full = kernel.value_and_gradient(blocks, resp, kernel.expand_theta(x, free, 2))
+    _, part = kernel.value_and_gradient(blocks, resp, x, free=free)
+    np.testing.assert_allclose(part, full[free], rtol=1e-13)
+    stats = build_design(load_dataset("sleepstudy"), DATASETS["sleepstudy"]).stats
+    fast = kernel.blocks_from_stats(stats)
+    general = _general(*fast)
+    for reml in (True, False):
+        _, grad = kernel.value_and_gradient(*general, np.array([0.7]), reml)
+        assert grad[0] == pytest.approx(
+            float(kernel.gradient(*fast, np.array([0.7]), reml)[0]), rel=1e-9
+        )
+
+
 def test_theta_order_and_bounds_follow_lme4():
     assert kernel.theta_to_factor([1.0, 2.0, 3.0], 2).tolist() == [[1.0, 0.0], [2.0, 3.0]]
     t = kernel.theta_to_factor(np.arange(1.0, 7.0), 3)
