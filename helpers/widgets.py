@@ -41,7 +41,15 @@ from matplotlib.ticker import MaxNLocator
 from .decompose import cluster_table, fixed_effect_path, large_theta_limit
 from .design import SufficientStats, stats_from_cross_products
 from .fit import fit_lmm_from_stats
-from .plots import COLORS, MAX_FIGURE_WIDTH, build_path, figure_to_png, new_figure, update_path
+from .plots import (
+    COLORS,
+    FIGURE_DPI,
+    MAX_FIGURE_WIDTH,
+    build_path,
+    figure_to_png,
+    new_figure,
+    update_path,
+)
 
 __all__ = [
     "QUESTION_SHAPE",
@@ -766,7 +774,7 @@ def explorer_figure(sigma_group: float, size_imbalance: float, seed: int = 0, **
     >>> [ax.get_title() for ax in fig.axes][2]
     'Shrinkage and cluster weights'
     """
-    artists = build_explorer()
+    artists = build_explorer(dpi=FIGURE_DPI)
     update_explorer(artists, explorer_state(sigma_group, size_imbalance, seed, **shape))
     return artists.fig
 

@@ -8,7 +8,11 @@ Loaded by ``_config.yml`` (``sphinx.local_extensions``). It
 * replaces live ipywidgets views, which need a kernel, by a one-line note and drops the widget
   state and widget-manager scripts that myst-nb would add for them;
 * warns (an error under ``-W``) when a page would load a script, style sheet, image or font from
-  another host, so the site keeps working offline from disk.
+  another host, so the site keeps working offline from disk;
+* adds ``static/mme.css`` and ``static/mme.js`` to every page: code wraps at the column's width, and
+  figures never shrink by more than 1.5 times (they scroll sideways on a narrow screen);
+* says in the download menu what the notebook file is (code only, no outputs; it needs the project's
+  ``helpers`` package) and offers the executed notebook, with its outputs, beside it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,18 @@ _REMOTE_ASSET = re.compile(
     re.IGNORECASE,
 )
 _REMOTE_CSS_URL = re.compile(r"""url\(\s*["']?(?P<url>(?:https?:)?//[^"')\s]+)""", re.IGNORECASE)
+#: The project's style sheet and script, in ``static/`` next to this file.
+STATIC = Path(__file__).resolve().parent / "static"
+#: Where the executed notebooks are offered for download, inside the built site.
+EXECUTED = "_executed"
+#: The download menu's entries for a notebook page: the source and the executed notebook.
+SOURCE_NOTEBOOK_TEXT = (
+    ".ipynb: the code only, without outputs (runs with the project's helpers package)"
+)
+EXECUTED_NOTEBOOK_TEXT = (
+    ".ipynb with outputs, as executed for this site (rerunning needs helpers too)"
+)
+
 _REMOTE_IMPORT = re.compile(r"""@import\s+["'](?P<url>(?:https?:)?//[^"']+)""", re.IGNORECASE)
 
 
@@ -203,6 +219,55 @@ def _check_page_assets(app: Sphinx, pagename: str, templatename, context, doctre
             )
 
 
+def _download_buttons(app: Sphinx, pagename: str, templatename, context, doctree) -> None:
+    """Say what the notebook download is, and offer the executed notebook beside it."""
+    if context.get("page_source_suffix") != ".ipynb":
+        return
+    for group in context.get("header_buttons", []):
+        if group.get("label") != "download-buttons":
+            continue
+        buttons = group["buttons"]
+        for button in buttons:
+            if button.get("text") == ".ipynb":
+                button["text"] = SOURCE_NOTEBOOK_TEXT
+                button["tooltip"] = (
+                    "Download the notebook as stored in the project, without outputs"
+                )
+        at = next(
+            (k for k, b in enumerate(buttons) if b.get("text") == SOURCE_NOTEBOOK_TEXT),
+            len(buttons),
+        )
+        buttons.insert(
+            at + 1,
+            {
+                "type": "link",
+                "url": f"{context['pathto'](EXECUTED, 1)}/{pagename}.ipynb",
+                "text": EXECUTED_NOTEBOOK_TEXT,
+                "icon": "fas fa-file-code",
+                "tooltip": "Download the notebook with the outputs shown on this page",
+                "label": "download-executed-notebook-button",
+            },
+        )
+
+
+def _copy_executed(app: Sphinx, exception: Exception | None) -> None:
+    """Copy the executed notebooks (myst-nb's ``jupyter_execute``) into the site for download."""
+    if exception is not None or app.builder is None or app.builder.format != "html":
+        return
+    source = Path(app.outdir).parent / "jupyter_execute"
+    target = Path(app.outdir) / EXECUTED
+    if target.exists():
+        shutil.rmtree(target)
+    for notebook in sorted(source.rglob("*.ipynb")) if source.is_dir() else []:
+        destination = target / notebook.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(notebook, destination)
+
+
+def _add_static(app: Sphinx) -> None:
+    app.config.html_static_path = [*app.config.html_static_path, str(STATIC)]
+
+
 def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder is None or app.builder.format != "html":
         return
@@ -224,5 +289,10 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", _strip_widgets)
     # after myst-nb's own handler (priority 500), which adds a notebook page's scripts
     app.connect("html-page-context", _check_page_assets, priority=900)
+    app.connect("html-page-context", _download_buttons, priority=950)  # after the book theme's
+    app.connect("builder-inited", _add_static)
+    app.add_css_file("mme.css")
+    app.add_js_file("mme.js")
     app.connect("build-finished", _copy_mathjax)
+    app.connect("build-finished", _copy_executed)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -197,3 +197,81 @@ def test_kernel_free_slider_changes_the_frame(built_site, browser):
             assert not visit.remote_requests() and not visit.errors
         finally:
             visit.close()
+
+
+def _at_width(browser, path: Path, width: int) -> Visit:
+    visit = Visit(browser, path)
+    visit.page.set_viewport_size({"width": width, "height": 900})
+    visit.page.wait_for_timeout(200)
+    return visit
+
+
+def test_one_search_box_and_no_code_scrolls_sideways(built_site, browser):
+    """At a 1400 px window: one search box (the sidebar's), and code wraps instead of scrolling."""
+    problems: list[str] = []
+    for path in site_pages(built_site.html):
+        name = path.relative_to(built_site.html).as_posix()
+        visit = _at_width(browser, path, 1400)
+        try:
+            boxes = visit.page.evaluate(
+                """() => Array.from(document.querySelectorAll('.search-button-field'))
+                    .filter(e => e.getBoundingClientRect().width > 0).length"""
+            )
+            if name != "search.html" and boxes != 1:
+                problems.append(f"{name}: {boxes} search boxes shown")
+            scrolling = visit.page.evaluate(
+                """() => Array.from(document.querySelectorAll('article div.highlight pre'))
+                    .filter(pre => !pre.closest('.cell_output'))
+                    .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+                    .map(pre => pre.textContent.split('\\n').sort((a, b) => b.length - a.length)[0])"""
+            )
+            problems += [
+                f"{name}: a code block scrolls sideways: {line[:80]!r}" for line in scrolling
+            ]
+        finally:
+            visit.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_download_menu_says_what_the_notebook_is(built_site, browser):
+    """The .ipynb has no outputs and needs helpers: the menu says so, and offers the executed one."""
+    path = built_site.html / "notebooks" / "04_fixed_effect_path.html"
+    visit = _at_width(browser, path, 1400)
+    try:
+        page = visit.page
+        page.click(".dropdown-download-buttons button.dropdown-toggle")
+        page.wait_for_timeout(300)
+        items = page.locator(".dropdown-download-buttons .dropdown-item")
+        texts = [items.nth(k).inner_text() for k in range(items.count())]
+        assert any("without outputs" in t and "helpers" in t for t in texts), texts
+        executed = page.locator(".btn-download-executed-notebook-button")
+        assert executed.is_visible() and "with outputs" in executed.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "site_download_menu.png"))
+        href = executed.get_attribute("href")
+        notebook = (path.parent / href).resolve()
+        import json
+
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        assert any(c.get("outputs") for c in cells if c["cell_type"] == "code")
+    finally:
+        visit.close()
+
+
+def test_figures_scroll_rather_than_shrink_on_a_phone(built_site, browser):
+    path = built_site.html / "notebooks" / "04_fixed_effect_path.html"
+    visit = _at_width(browser, path, 390)
+    try:
+        figures = visit.page.evaluate(
+            """() => Array.from(document.querySelectorAll('.cell_output img')).map(img => {
+                let box = img.parentElement;
+                while (box && getComputedStyle(box).overflowX !== 'auto') { box = box.parentElement; }
+                return [img.naturalWidth, img.getBoundingClientRect().width, box !== null];
+            })"""
+        )
+        assert figures
+        for natural, shown, scrolls in figures:
+            assert natural / shown <= 1.5 + 1e-6 and scrolls
+        visit.page.locator(".cell_output img").first.scroll_into_view_if_needed()
+        visit.page.screenshot(path=str(ARTIFACTS / "site_phone_figure.png"))
+    finally:
+        visit.close()
