@@ -1102,9 +1102,102 @@ def optimize_batch(blocks: Blocks, resp: Response, reml: bool = True):
     return theta, converged, evals, initial
 
 
+def _newton(vg, x0: np.ndarray, lower: np.ndarray, max_iter: int = 200):
+    """Bounded Newton on theta with the analytic gradient and a difference Hessian of it.
+
+    ``vg`` maps a batch of points (m, k) to values (m,) and gradients (m, k). Each iteration evaluates
+    the point and the 2 k points of a central difference of the gradient in one batched call; the step
+    is Newton's on the free components (those not held at a bound of 0 by a rising criterion), with the
+    Hessian's eigenvalues taken in absolute value, plus a step along a direction of negative curvature
+    where there is one (the criterion is even in a diagonal element of T whose column is the last one,
+    so its gradient at 0 vanishes although 0 may be a maximum in that direction, where a quasi-Newton
+    method stalls). Steps are projected onto the bounds and halved until the criterion falls.
+
+    Returns (x, value, number of points evaluated, converged).
+    """
+    x = np.maximum(np.asarray(x0, dtype=float), lower)
+    k = len(x)
+    eye = np.eye(k)
+    n_points = polish = 0
+    converged = False
+    for _ in range(max_iter):
+        h = 1e-5 * np.maximum(np.abs(x), 0.05)
+        pts = np.concatenate([x[None], x + h[:, None] * eye, x - h[:, None] * eye])
+        values, grads = vg(pts)
+        n_points += len(pts)
+        f, g = float(values[0]), grads[0]
+        if not np.isfinite(f):
+            break
+        hess = (grads[1 : k + 1] - grads[k + 1 :]) / (2.0 * h[:, None])
+        hess = 0.5 * (hess + hess.T)
+        scale = max(1.0, abs(f))
+        at_bound = x <= lower
+        hold = at_bound & ((g > 1e-12 * scale) | ((g >= 0) & (np.diag(hess) >= 0)))
+        idx = np.flatnonzero(~hold)
+        if idx.size == 0:
+            converged = True
+            break
+        gf, hf = g[idx], hess[np.ix_(idx, idx)]
+        lam, vec = np.linalg.eigh(hf)
+        top = max(float(np.abs(lam).max()), 1e-300)
+        floor = 1e-10 * top
+        lam_abs = np.maximum(np.abs(lam), floor)
+        newton = -vec @ ((vec.T @ gf) / lam_abs)
+        decrement = float(gf @ (vec @ ((vec.T @ gf) / lam_abs)))
+        negative = lam[0] < -floor
+        if decrement < 1e-18 * scale and not negative:
+            converged = True
+            break
+        if decrement < 1e-8 * scale and not negative:
+            # the quadratic model holds and the criterion's rounding (~1e-14 of it) hides the
+            # remaining decrease: full Newton steps on the (analytic) gradient, while the value
+            # stays within its rounding
+            polish += 1
+            step = np.zeros(k)
+            step[idx] = newton
+            trial = np.maximum(x + step, lower)
+            value = float(vg(trial[None])[0][0])
+            n_points += 1
+            if value > f + 1e-13 * scale or polish > 8:
+                converged = True
+                break
+            x = trial
+            continue
+        directions = [newton]
+        if negative:
+            v = vec[:, 0] * np.sign(vec[:, 0] @ -gf if vec[:, 0] @ gf != 0 else 1.0)
+            # a step that the quadratic model says lowers the criterion by a useful amount
+            length = 0.1 * (1.0 + float(np.abs(x[idx]).max()))
+            directions += [length * v, -length * v] if v @ gf == 0 else [length * v]
+        best_x, best_f = None, f
+        for d in directions:
+            step = np.zeros(k)
+            step[idx] = d
+            alphas = 0.5 ** np.arange(0, 30)
+            trial = np.maximum(x + alphas[:, None] * step, lower)
+            # evaluate the full step first; the shorter ones only when it does not lower the criterion
+            first = float(vg(trial[:1])[0][0])
+            n_points += 1
+            if first < best_f:
+                best_x, best_f = trial[0], first
+                continue
+            vals = vg(trial[1:])[0]
+            n_points += len(trial) - 1
+            j = int(np.argmin(vals))
+            if vals[j] < best_f:
+                best_x, best_f = trial[1 + j], float(vals[j])
+        if best_x is None:
+            converged = not negative and decrement < 1e-8 * scale
+            break
+        x = best_x
+    values = vg(x[None])[0]
+    return x, float(values[0]), n_points + 1, converged
+
+
 def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None, free=None):
-    """Bounded quasi-Newton (L-BFGS-B) on a vector theta; a derivative-free polish (Powell) when it did
-    not converge or a diagonal element of T ends next to its bound 0. With ``free``, over the free
+    """Bounded Newton (:func:`_newton`) on a vector theta; failing that, quasi-Newton (L-BFGS-B) and a
+    derivative-free polish (Powell) when it did not converge or a diagonal element of T ends next to
+    its bound 0. With ``free``, over the free
     elements of a block-diagonal T (:func:`expand_theta`)."""
     q = blocks.q
     if free is None:
@@ -1126,6 +1219,15 @@ def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None, fre
         return float(value), grad
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+    def batch(points):
+        values, grads = value_and_gradient(blocks, resp, points, reml, free)
+        return np.atleast_1d(values), np.atleast_2d(grads)
+
+    x, value, n_points, ok = _newton(batch, x0, lower)
+    count[0] += n_points
+    if ok:
+        return x0, _snap_to_bounds(x, diag, fun, fun_grad, bounds), count[0], True, "Newton"
     first = scipy.optimize.minimize(
         fun_grad,
         x0,
@@ -1149,9 +1251,13 @@ def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None, fre
         method = "L-BFGS-B + Powell"
         if polish.fun <= first.fun:
             best = polish
-    x = np.asarray(best.x, dtype=float)
-    # a diagonal element next to its bound is put on it (lme4 reports singular fits with exact zeros)
-    # when that changes the criterion by no more than its rounding
+    x = _snap_to_bounds(np.asarray(best.x, dtype=float), diag, fun, fun_grad, bounds)
+    return x0, x, count[0], bool(best.success), method
+
+
+def _snap_to_bounds(x, diag, fun, fun_grad, bounds):
+    """A diagonal element next to its bound is put on it (lme4 reports singular fits with exact zeros)
+    when that changes the criterion by no more than its rounding; the others are then refined."""
     snapped = np.where(diag & (np.abs(x) < 1e-6), 0.0, x)
     if np.any(snapped != x):
         at_x = fun(x)
@@ -1170,16 +1276,18 @@ def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None, fre
                 options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000},
             )
             x = np.asarray(again.x, dtype=float) if again.fun <= fun(snapped) else snapped
-    return x0, x, count[0], bool(best.success), method
+    return x
 
 
 def optimize(blocks: Blocks, resp: Response, reml: bool = True, *, start=None, free=None):
     """Minimise the profiled criterion over theta (diagonal of T >= 0); the one optimiser of the package.
 
     A scalar theta (q = 1) goes through :func:`optimize_batch` (grid, then the root of the analytic slope;
-    exactly 0 on a boundary fit). A vector theta goes through L-BFGS-B with the analytic gradient
-    (:func:`value_and_gradient`, one pass per point) from lme4's starting point (T = I), polished by Powell's method within the bounds when it
-    did not converge or a diagonal element of T ends next to 0. A vector fit counts as converged when
+    exactly 0 on a boundary fit). A vector theta goes through a bounded Newton method (:func:`_newton`:
+    the analytic gradient of :func:`value_and_gradient` and a difference Hessian of it, all points of an
+    iteration in one batched evaluation) from lme4's starting point (T = I); should that not converge,
+    L-BFGS-B with the analytic gradient, polished by Powell's method within the bounds when it did not
+    converge or a diagonal element of T ends next to 0. A vector fit counts as converged when
     the method says so or, failing that, when the largest free component of the gradient is below 1e-6
     of the criterion (at least 1e-6): line searches can stall next to the bound at a singular fit.
 
