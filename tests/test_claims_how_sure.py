@@ -82,4 +82,4 @@ def test_stim_caveat_in_06():
     """Section 4: the stim SE holds only under a common effect; the random-slope notebook is named."""
     text = " ".join(_prose().split())
     assert "if the effect is the same in every cluster" in text
-    assert "random-slope notebook (in preparation)" in text
+    assert "(08_random_slopes.ipynb)" in text

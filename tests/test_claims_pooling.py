@@ -261,7 +261,7 @@ def test_stim_effect_heterogeneity_caveat(seed, prose):
     assert het["ses"].iloc[0] == pytest.approx(own.bse[SLOPE], rel=1e-10)
     for name in ("00_question", "01_pooled_ols"):
         text = " ".join(prose[name].lower().split())
-        assert "random-slope notebook (in preparation)" in text
+        assert "(08_random_slopes.ipynb)" in text
     assert "far above its degrees of freedom" in prose["00_question"]
 
 
