@@ -55,6 +55,7 @@ from .kernel import (
     minimize_1d,
     optimize,
     optimize_batch,
+    theta_size,
 )
 from .results import OlsResult, r_term_name
 from .validate import DataError
@@ -494,6 +495,11 @@ def confint(
 
     Notes
     -----
+    For a random-slopes fit, ``"profile"`` profiles the ML deviance (after refitting by ML, as lme4) over
+    each SD, correlation, sigma and fixed effect, the rows named as lme4's ``oldNames = FALSE``
+    (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ...); ``"wald"`` gives the fixed
+    effects only; ``"bootstrap"`` is not available yet.
+
     A profile limit is found by doubling a step away from the estimate until the profiled deviance passes
     the cutoff and then by Brent's root finder, to about 1e-12 relative. lme4 instead evaluates the
     profile at a few points and interpolates with splines, which moves its limits by up to about 1e-3.
@@ -517,9 +523,12 @@ def confint(
     if getattr(fit, "random", None) is not None:
         if key == "wald":
             return _slope_wald(fit, level)
+        if key == "profile" and str(criterion).upper() == "ML":
+            return _slope_profile(fit, level)
         raise NotImplementedError(
-            f"confint(method={method!r}) is not available for random slopes yet (profile and "
-            "bootstrap intervals are written for one random intercept); use method='wald'."
+            f"confint(method={method!r}, criterion={criterion!r}) is not available for random slopes "
+            "yet (the profile is of the ML deviance, as lme4's; bootstrap intervals are written for one "
+            "random intercept); use method='profile' or 'wald'."
         )
     if key == "wald":
         z = scipy.stats.norm.ppf(0.5 + level / 2.0)
@@ -1068,6 +1077,192 @@ def _slope_wald(fit, level: float) -> pd.DataFrame:
         index=pd.Index(names + terms, name="parameter"),
     )
     out.attrs["method"] = "wald"
+    out.attrs["level"] = level
+    return out
+
+
+def _varpar_to_theta(random, phi: np.ndarray) -> np.ndarray:
+    """lme4's theta from the variance parameters (per term: SDs and correlations in theta's order,
+    then sigma): each term's T block is diag(sd) chol(R) / sigma, R the correlation matrix (NaN where
+    R is not positive definite)."""
+    sigma = phi[-1]
+    out, pos = [], 0
+    for term in random.terms:
+        s = term.size
+        block = phi[pos : pos + theta_size(s)]
+        pos += theta_size(s)
+        sd, corr = np.zeros(s), np.eye(s)
+        k = 0
+        for j in range(s):
+            for i in range(j, s):
+                if i == j:
+                    sd[i] = block[k]
+                else:
+                    corr[i, j] = corr[j, i] = block[k]
+                k += 1
+        try:
+            lower = np.linalg.cholesky(corr)
+        except np.linalg.LinAlgError:
+            return np.full(random.n_theta, np.nan)
+        t = sd[:, None] * lower / sigma
+        out += [t[i, j] for j in range(s) for i in range(j, s)]
+    return np.array(out)
+
+
+class _SlopeProfiler:
+    """Profiled ML deviances of a random-terms fit over each variance parameter (SD, correlation,
+    sigma) and each fixed effect, as lme4's ``profile`` (after ``refitML``): for one parameter held at a
+    value, the ML deviance D(theta, sigma) (beta profiled out) minimised over all the others."""
+
+    def __init__(self, fit):
+        random = fit.random
+        self.random = random
+        self.blocks, self.resp = random.blocks, random.response
+        theta, summary = optimize(self.blocks, self.resp, False, free=random.free)
+        self.theta = theta
+        self.minimum = summary.criterion
+        ev = evaluate(self.blocks, self.resp, random.full_theta(theta), False)
+        self.sigma = float(np.sqrt(ev.sigma2))
+        self.beta = np.asarray(ev.beta, dtype=float)
+        self.cov_beta = np.asarray(ev.cov_beta, dtype=float)
+        # the variance parameters at the ML estimate, in lme4's order (SDs and correlations, sigma)
+        from .random_terms import varcorr_frame
+
+        vc = varcorr_frame(random, theta, self.sigma**2, random.group)
+        self.phi = np.asarray(vc["sdcor"], dtype=float)
+        self.kinds = ["sd" if v is None else "cor" for v in vc["var2"][:-1]] + ["sigma"]
+        # varcorr lists each term's SDs first, then its correlations; theta's order interleaves them
+        names = varpar_names(fit)
+        vc_names = [
+            f"sd_{r.var1}|{random.group}"
+            if r.var2 is None
+            else f"cor_{r.var2}.{r.var1}|{random.group}"
+            for r in vc.iloc[:-1].itertuples()
+        ] + ["sigma"]
+        order = [vc_names.index(n) for n in names]
+        self.phi = self.phi[order]
+        self.kinds = [self.kinds[i] for i in order]
+        self.names = names
+
+    def deviance(self, phi: np.ndarray) -> float:
+        """D(theta, sigma), the ML deviance with beta profiled out and sigma free, at variance
+        parameters ``phi``."""
+        theta = _varpar_to_theta(self.random, phi)
+        sigma = phi[-1]
+        if not np.all(np.isfinite(theta)) or sigma <= 0:
+            return np.inf
+        ev = evaluate(self.blocks, self.resp, self.random.full_theta(theta), False)
+        n = self.blocks.n_obs
+        return float(ev.logdet_l + ev.r2 / sigma**2 + n * np.log(2.0 * np.pi * sigma**2))
+
+    def _to_free(self, phi):
+        out = np.array(phi, dtype=float)
+        for k, kind in enumerate(self.kinds):
+            out[k] = (
+                np.arctanh(np.clip(out[k], -0.999999, 0.999999))
+                if kind == "cor"
+                else np.log(max(out[k], 1e-12))
+            )
+        return out
+
+    def _from_free(self, z):
+        return np.array(
+            [
+                np.tanh(v) if kind == "cor" else np.exp(v)
+                for v, kind in zip(z, self.kinds, strict=True)
+            ]
+        )
+
+    def at_varpar(self, k: int, value: float, start=None) -> float:
+        """The deviance with variance parameter k held at ``value``, minimised over the others."""
+        others = [i for i in range(len(self.phi)) if i != k]
+        z0 = self._to_free(self.phi if start is None else start)[others]
+
+        def fun(z):
+            phi = np.empty(len(self.phi))
+            phi[others] = self._from_free(np.insert(z, k, 0.0))[others]
+            phi[k] = value
+            return self.deviance(phi)
+
+        best = scipy.optimize.minimize(fun, z0, method="BFGS", options={"gtol": 1e-6})
+        return float(best.fun)
+
+    def at_beta(self, j: int, value: float) -> float:
+        """The ML deviance with beta_j held at ``value``, minimised over theta (and the other betas)."""
+        blocks, resp, random = self.blocks, self.resp, self.random
+        r_inv_j = blocks.r_inv[j]
+        n = blocks.n_obs
+        lower = random.theta_lower
+
+        def fun(theta):
+            ev = evaluate(blocks, resp, random.full_theta(theta), False)
+            beta_j = float(ev.beta[j])
+            a_inv_jj = float(r_inv_j @ ev.a_inv @ r_inv_j)
+            r2 = float(ev.r2) + (value - beta_j) ** 2 / a_inv_jj
+            return float(ev.logdet_l) + n * (1.0 + LOG_2PI + np.log(r2 / n))
+
+        bounds = [(0.0 if lo == 0 else None, None) for lo in lower]
+        best = scipy.optimize.minimize(
+            fun, self.theta, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-14, "gtol": 1e-8}
+        )
+        return float(best.fun)
+
+
+def _slope_profile(fit, level: float) -> pd.DataFrame:
+    """lme4's ``confint(method = "profile")`` for a random-terms fit (ML deviance, after refitting by
+    ML): each limit is where the profiled deviance rises by qchisq(level, 1) (Brent's root finder; lme4
+    interpolates its profile with splines, which moves its limits by up to ~1e-3 of the width)."""
+    prof = _SlopeProfiler(fit)
+    cutoff = float(scipy.stats.chi2.ppf(level, 1))
+    target = prof.minimum + cutoff
+    lower, upper = [], []
+    for k, kind in enumerate(prof.kinds):
+        est = float(prof.phi[k])
+
+        def fun(x, k=k):
+            return prof.at_varpar(k, x)
+
+        if kind == "cor":
+
+            def on_z(z, k=k):
+                return prof.at_varpar(k, float(np.tanh(z)))
+
+            z_hat = float(np.arctanh(est))
+            lo = float(np.tanh(_crossing(on_z, z_hat, -0.1, target)))
+            hi = float(np.tanh(_crossing(on_z, z_hat, 0.1, target)))
+        elif kind == "sigma":
+
+            def on_log(v, k=k):
+                return prof.at_varpar(k, float(np.exp(v)))
+
+            lo = float(np.exp(_crossing(on_log, np.log(est), -0.05, target)))
+            hi = float(np.exp(_crossing(on_log, np.log(est), 0.05, target)))
+        else:
+            step = 0.1 * (est + prof.sigma)
+            lo = _crossing(fun, est, -step, target, floor=0.0)
+            hi = _crossing(fun, est, step, target)
+        lower.append(lo)
+        upper.append(hi)
+    terms = list(fit.fe_params.index)
+    for j in range(len(terms)):
+        se = float(np.sqrt(prof.cov_beta[j, j]))
+        b = float(prof.beta[j])
+
+        def at_beta(value, j=j):
+            return prof.at_beta(j, value)
+
+        lower.append(_crossing(at_beta, b, -se, target))
+        upper.append(_crossing(at_beta, b, se, target))
+    names = prof.names
+    out = pd.DataFrame(
+        {
+            "lower": np.asarray(lower, dtype=float),
+            "upper": np.asarray(upper, dtype=float),
+            "r_name": names + [r_term_name(t) for t in terms],
+        },
+        index=pd.Index(names + terms, name="parameter"),
+    )
+    out.attrs["method"] = "profile"
     out.attrs["level"] = level
     return out
 

@@ -357,7 +357,26 @@ def test_wald_intervals(datasets, key, method):
         assert np.array_equal(np.isnan(table[column]), np.isnan(ref))
         _rel(table[column][~np.isnan(ref)], ref[~np.isnan(ref)], 1e-7, column)
     with pytest.raises(NotImplementedError, match="wald"):
-        confint(fit, "profile")
+        confint(fit, "bootstrap")
+
+
+@pytest.mark.parametrize("key", list(REF["confint"]))
+@pytest.mark.parametrize("method", ["reml", "ml"])
+def test_profile_intervals_as_lme4(datasets, key, method):
+    """confint(method="profile"): the ML deviance profiled over each SD, correlation, sigma and fixed
+    effect (after refitting by ML, as lme4). lme4 interpolates its profile with splines, so, as for the
+    random intercept, the limits are compared to 0.5% of the interval's width (they agree to ~3e-5)."""
+    from helpers.inference import confint
+
+    fit, _ = _fit(datasets, key, method)
+    expected = REF["confint"][key][method]["profile"]
+    table = confint(fit, "profile")
+    assert table["r_name"].tolist() == expected["names"]
+    assert table.attrs["method"] == "profile"
+    lower, upper = np.array(expected["lower"]), np.array(expected["upper"])
+    width = upper - lower
+    np.testing.assert_array_less(np.abs(table["lower"].to_numpy() - lower), 5e-3 * width)
+    np.testing.assert_array_less(np.abs(table["upper"].to_numpy() - upper), 5e-3 * width)
 
 
 @pytest.mark.parametrize("method", ["reml", "ml"])
