@@ -35,6 +35,7 @@ NOTEBOOK_ORDER = [
     "05_ml_reml",
     "06_how_sure",
     "07_your_own_data",
+    "08_random_slopes",
 ]
 # Attributes through which a page makes the browser fetch something.
 ASSET_ATTRIBUTES = {
@@ -211,9 +212,7 @@ def test_landing_page_and_navigation_follow_the_toc(built_site):
     article = re.search(r'<article class="bd-article">.*?</article>', html, re.S)
     assert article, "the landing page has no article"
     linked = re.findall(r'href="notebooks/(\d\d_\w+)\.html"', article.group(0))
-    assert linked == NOTEBOOK_ORDER, (
-        "the path through the notebooks should list all eight, in order"
-    )
+    assert linked == NOTEBOOK_ORDER, "the path through the notebooks should list all nine, in order"
 
 
 def test_previous_and_next_links_follow_the_reading_order(built_site):
