@@ -18,7 +18,9 @@ How the scan works
    of the centred numeric values (the response, each numeric predictor and each product an interaction
    needs) and their co-moments (DuckDB's ``covar_pop``, which it accumulates stably). Cells with a
    missing value are counted as dropped rows and otherwise ignored. The scan costs about as much as a
-   plain ``GROUP BY`` with ``count`` and ``sum`` (see ``benchmarks/large_file.py``).
+   plain ``GROUP BY`` with ``count`` and ``sum`` (see ``benchmarks/large_file.py``). It is written once,
+   as an Ibis expression (:mod:`helpers.engines`), which DuckDB runs here on its reader of the file
+   and Spark or another engine runs where their tables live.
 4. **In numpy**, :class:`helpers.formula.ModelSpec` expands the categorical predictors of each cell into
    contrast columns (the same columns, names and reference levels as :func:`helpers.design.build_design`), the cells are
    combined into centred cross-products and within-cluster cross-products, and the centring is undone
@@ -981,7 +983,8 @@ def fit_lmm_file(
     Returns
     -------
     helpers.results.LmmResult
-        With ``design=None`` (there are no rows), so ``fitted()`` and ``resid()`` are unavailable.
+        Its design has no rows, so ``fitted()`` and ``resid()`` raise
+        :class:`helpers.design.RowsUnavailable`.
 
     Examples
     --------
@@ -993,21 +996,12 @@ def fit_lmm_file(
     >>> round(fit.criterion, 6), round(float(fit.bse["Intercept"]), 5)
     (319.654277, 19.38341)
     """
-    from .fit import fit_lmm_from_stats
+    from .fit import fit_lmm
 
     design = design_from_file(
         path, formula, group=group, reference=reference, centre_rows=centre_rows
     )
-    return fit_lmm_from_stats(
-        design.stats,
-        design.term_names,
-        design.group_labels,
-        reml=reml,
-        formula=formula,
-        response=design.response,
-        group=design.group,
-        n_dropped=design.n_dropped,
-    )
+    return fit_lmm(design, reml=reml)
 
 
 def ols_from_stats(stats: SufficientStats, term_names, *, formula: str = "", n_dropped: int = 0):
