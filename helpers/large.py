@@ -754,17 +754,8 @@ def design_from_file(
         atoms = list(dict.fromkeys(_atom(names, numeric) for names in terms))
         keys = [_RESPONSE] + [a for a in atoms if a]
         # the sums: the one Ibis expression of helpers.engines, run by DuckDB on this source
-        table = engines.duckdb_table(con, source)
-        kinds = {c: engines.column_kind(table.schema()[c]) for c in model_columns}
-        cells, shifts, missing = engines.scan_cells(
-            table,
-            response=response,
-            keys=keys,
-            model_columns=model_columns,
-            kinds=kinds,
-            categorical=categorical,
-            group=group,
-            centre_rows=centre_rows,
+        cells, shifts, missing = _scan(
+            con, source, response, keys, model_columns, categorical, group, centre_rows
         )
         for column in categorical:
             if types[column] == "BOOLEAN" and column != group:
@@ -826,6 +817,24 @@ def check_file_types(types: Mapping[str, str], columns: Iterable[str], group: st
             unusable="[" in kind or kind.startswith(("STRUCT", "MAP", "UNION", "BLOB")),
             group=column == group,
         )
+
+
+def _scan(con, source, response, keys, model_columns, categorical, group, centre_rows):
+    """The first pass and the one grouped scan of the file: the Ibis expression of
+    :mod:`helpers.engines`, run by DuckDB on ``source`` (its reader of the file)."""
+    table = engines.duckdb_table(con, source)
+    schema = table.schema()
+    kinds = {c: engines.column_kind(schema[c]) for c in model_columns}
+    return engines.scan_cells(
+        table,
+        response=response,
+        keys=keys,
+        model_columns=model_columns,
+        kinds=kinds,
+        categorical=categorical,
+        group=group,
+        centre_rows=centre_rows,
+    )
 
 
 def _atom(names, numeric) -> tuple:
