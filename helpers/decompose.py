@@ -34,11 +34,12 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from .design import SufficientStats
+from .design import Design, SufficientStats, as_design
 from .fit import fit_lmm, ols_from_design
 from .kernel import blocks_from_stats, evaluate
 from .objective import profile
 from .results import LmmResult, OlsResult, PandasCopies
+from .validate import DataError
 
 __all__ = [
     "Decomposition",
@@ -53,7 +54,15 @@ __all__ = [
     "quasi_demean",
     "fixed_effect_path",
     "default_thetas",
+    "RANDOM_SLOPES_NOTE",
 ]
+
+#: Why a model with random slopes has no within/between decomposition (the report prints it instead).
+RANDOM_SLOPES_NOTE = (
+    "With random slopes the mixed model's fixed effects are not a blend of the within and between "
+    "estimators (each cluster's weight differs from term to term), so the within/between "
+    "decomposition, the cluster weights, the design effect and the one-theta figures are not shown."
+)
 
 # A coefficient counts as identified by a cross-product matrix when its unit vector lies in the matrix's
 # row space up to this tolerance (after scaling the columns to unit norm).
@@ -564,17 +573,22 @@ class Decomposition(PandasCopies):
 
 
 def decompose(
-    data: pd.DataFrame, formula: str, group: str | None = None, reml: bool = True
+    data: pd.DataFrame | Design,
+    formula: str | None = None,
+    group: str | None = None,
+    reml: bool = True,
 ) -> Decomposition:
     """Fit pooled OLS and the mixed model, and explain why their fixed effects differ.
 
     Parameters
     ----------
-    data : pandas.DataFrame, Ibis table or PySpark DataFrame
-        A table is aggregated where it lives (:func:`helpers.fit.fit_lmm`); ``reconstructed`` is then
-        the exact within/between blend, as there are no rows to refit.
-    formula : str
-        ``"y ~ x + (1 | g)"``, or ``"y ~ x"`` together with ``group="g"``.
+    data : pandas.DataFrame, helpers.design.Design, Ibis table or PySpark DataFrame
+        A Design is used as it is (:func:`helpers.design.as_design`). Without rows (a design summed
+        from a file, or a table aggregated where it lives) ``reconstructed`` is the exact
+        within/between blend, as there are no rows to refit, and pooled OLS has no cluster-robust
+        errors.
+    formula : str, optional
+        ``"y ~ x + (1 | g)"``, or ``"y ~ x"`` together with ``group="g"``; may be left out for a Design.
     group : str, optional
         The grouping column, when the formula has no ``(1 | g)`` term.
     reml : bool, default True
@@ -599,11 +613,16 @@ def decompose(
     >>> dec.reconstruction_error < 1e-8
     True
     """
-    lmm_fit = fit_lmm(data, formula, group=group, reml=reml)
-    ols_fit = ols_from_design(lmm_fit.design, formula)  # same rows, no second design
+    design = as_design(data, formula, group)
+    if design.random is not None:
+        raise DataError(
+            f"decompose explains a random intercept only: {RANDOM_SLOPES_NOTE[0].lower()}"
+            f"{RANDOM_SLOPES_NOTE[1:-1]}; fit it with fit_lmm, or decompose the '(1 | group)' model."
+        )
+    lmm_fit = fit_lmm(design, reml=reml)
+    ols_fit = ols_from_design(design)  # same rows, no second design
     stats = lmm_fit.stats
     names = list(lmm_fit.fe_params.index)
-    design = lmm_fit.design
     if not design.has_rows:  # a table aggregated where it lives: the exact blend stands in
         return assemble_decomposition(lmm_fit, ols_fit)
 

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._blas import single_blas_thread
-from .design import Design, SufficientStats, build_design
-from .engines import design_from_table, is_table
+from .design import Design, SufficientStats, as_design
 from .kernel import (
     THETA_GRID,
     OptSummary,
@@ -24,7 +23,7 @@ from .kernel import (
     within_fit_rss,
 )
 from .results import LmmResult, OlsResult
-from .validate import DataError
+from .validate import DataError, check_one_group
 
 __all__ = [
     "fit_ols",
@@ -185,7 +184,10 @@ def fit_lmm_from_stats(
     group: str = "group",
     n_dropped: int = 0,
 ) -> LmmResult:
-    """Fit the random-intercept model from sufficient statistics alone (no rows).
+    """Fit the random-intercept model from sufficient statistics alone (no rows, no design).
+
+    The lower-level step under :func:`fit_lmm`, for statistics made without a
+    :class:`helpers.design.Design` (such as a simulation's); a Design is fitted with ``fit_lmm(design)``.
 
     Parameters
     ----------
@@ -226,17 +228,23 @@ def fit_lmm_from_stats(
 
 
 def fit_lmm(
-    data: pd.DataFrame, formula: str, *, group: str | None = None, reml: bool = True
+    data: pd.DataFrame | Design,
+    formula: str | None = None,
+    *,
+    group: str | None = None,
+    reml: bool = True,
 ) -> LmmResult:
     """Fit a linear mixed model with one grouping factor, as ``lme4::lmer`` does.
 
     Parameters
     ----------
-    data : pandas.DataFrame, Ibis table or PySpark DataFrame
-        An Ibis table (any backend) or a PySpark DataFrame stays where it is: the engine computes the
-        per-cluster sums (:func:`helpers.engines.design_from_table`; plain columns and interactions,
-        one random intercept) and only those travel.
-    formula : str
+    data : pandas.DataFrame, helpers.design.Design, Ibis table or PySpark DataFrame
+        A Design (:func:`helpers.design.build_design`, :func:`helpers.large.design_from_file`) is
+        fitted as it is, without building it again (``formula`` may then be left out). An Ibis table
+        (any backend) or a PySpark DataFrame stays where it is: the engine computes the per-cluster
+        sums (:func:`helpers.engines.design_from_table`; plain columns and interactions, one random
+        intercept) and only those travel. See :func:`helpers.design.as_design`.
+    formula : str, optional
         ``"y ~ x + (1 | g)"``, or a fixed-effects formula ``"y ~ x"`` together with ``group="g"``.
         Random slopes of one grouping factor are fitted too: ``(1 + x | g)``, ``(x | g)`` (the
         intercept is implied, as in R), ``(0 + x | g)``, ``(x || g)`` (uncorrelated, expanded as lme4
@@ -275,10 +283,7 @@ def fit_lmm(
     >>> slopes.theta.round(5).tolist(), round(slopes.criterion, 3)
     ([0.96673, 0.01517, 0.23091], 1743.628)
     """
-    if is_table(data):  # an Ibis table or a PySpark DataFrame: the sums are computed where it lives
-        design = design_from_table(data, formula, group=group)
-    else:
-        design = build_design(data, formula, group, random_slopes=True)
+    design = as_design(data, formula, group)
     if design.group is None:
         raise DataError(
             "fit_lmm needs a grouping column: add '(1 | group)' to the formula or pass group='column'."
@@ -293,7 +298,7 @@ def fit_lmm(
         reml,
         design.term_names,
         design.group_labels,
-        formula=formula,
+        formula=design.formula,
         response=design.response,
         group=design.group,
         n_dropped=design.n_dropped,
@@ -391,19 +396,30 @@ def random_terms_result(design: Design, theta, reml: bool, optsum=None) -> LmmRe
     )
 
 
-def fit_ols(data: pd.DataFrame, formula: str, *, cluster: str | None = None) -> OlsResult:
+def fit_ols(
+    data: pd.DataFrame | Design,
+    formula: str | None = None,
+    *,
+    group: str | None = None,
+    cluster: str | None = None,
+) -> OlsResult:
     """Pooled ordinary least squares, as R's ``lm`` fits it.
 
     Parameters
     ----------
-    data : pandas.DataFrame, Ibis table or PySpark DataFrame
-        A table is aggregated where it lives (it needs a ``(1 | g)`` term or ``cluster``, whose sums
-        it is grouped by; the result then has no residuals and no cluster-robust errors).
-    formula : str
+    data : pandas.DataFrame, helpers.design.Design, Ibis table or PySpark DataFrame
+        A Design is used as it is (:func:`ols_from_design`); a table is aggregated where it lives (it
+        needs a ``(1 | g)`` term or ``group``, whose sums it is grouped by; the result then has no
+        residuals and no cluster-robust errors). See :func:`helpers.design.as_design`.
+    formula : str, optional
         A fixed-effects formula. A ``(1 | g)`` term is ignored for the fit (its column still counts for
-        dropping missing rows), so the same formula serves ``fit_ols`` and ``fit_lmm``.
+        dropping missing rows), so the same formula serves ``fit_ols`` and ``fit_lmm``. It may be left
+        out for a Design.
+    group : str, optional
+        The grouping column, when the formula has no ``(1 | g)`` term: the result then also carries
+        cluster-robust (CR1) standard errors, clustered on it.
     cluster : str, optional
-        A column to cluster on: the result then also carries cluster-robust (CR1) standard errors.
+        The former name of ``group`` (deprecated).
 
     Returns
     -------
@@ -412,15 +428,22 @@ def fit_ols(data: pd.DataFrame, formula: str, *, cluster: str | None = None) -> 
     Examples
     --------
     >>> from helpers.data import load_dataset
-    >>> ols = fit_ols(load_dataset("sleepstudy"), "Reaction ~ Days", cluster="Subject")
+    >>> ols = fit_ols(load_dataset("sleepstudy"), "Reaction ~ Days", group="Subject")
     >>> ols.bse.round(6).to_dict()
     {'Intercept': 6.610154, 'Days': 1.238195}
     >>> bool((ols.bse_cluster > ols.bse).all())
     True
     """
-    if is_table(data):  # the sums where the table lives; grouped by the cluster column
-        return ols_from_design(design_from_table(data, formula, group=cluster), formula)
-    return ols_from_design(build_design(data, formula, cluster), formula)
+    if cluster is not None:
+        warnings.warn(
+            "fit_ols(cluster=...) is renamed group=..., as in fit_lmm",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        check_one_group(group, cluster)
+        group = cluster
+    design = as_design(data, formula, group, random_slopes=False)
+    return ols_from_design(design, formula)
 
 
 def ols_from_design(design: Design, formula: str | None = None) -> OlsResult:
@@ -443,6 +466,7 @@ def ols_from_design(design: Design, formula: str | None = None) -> OlsResult:
     Examples
     --------
     >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
     >>> d = build_design(load_dataset("sleepstudy"), "Reaction ~ Days + (1 | Subject)")
     >>> ols_from_design(d).params.round(5).to_dict()
     {'Intercept': 251.4051, 'Days': 10.46729}

@@ -437,7 +437,7 @@ class LmmResult(PandasCopies):
             )
         variances = _column([self.sigma2_group, self.sigma2_resid])
         sds = _column([self.sigma_group, self.sigma_resid])
-        if self.design is not None:
+        if self.design is not None and self.design.has_rows:
             lines += [
                 "",
                 "Scaled residuals:",

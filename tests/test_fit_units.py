@@ -79,7 +79,7 @@ def test_missing_predictor_is_named_with_a_close_match(frame):
 def test_missing_group_and_response_are_named_with_close_matches(frame):
     _data_error(lambda: fit_lmm(frame, "y ~ x + (1 | gg)"), "'gg'", "Did you mean 'g'")
     _data_error(lambda: fit_lmm(frame, "Y ~ x + (1 | g)"), "'Y'", "Did you mean 'y'")
-    _data_error(lambda: fit_ols(frame, "y ~ x", cluster="G"), "'G'", "Did you mean 'g'")
+    _data_error(lambda: fit_ols(frame, "y ~ x", group="G"), "'G'", "Did you mean 'g'")
 
 
 def test_missing_column_without_a_close_match_lists_the_columns(frame):
@@ -506,8 +506,8 @@ def test_cell_path_equals_row_path(formula, reml):
     data.loc[rng.choice(n, size=25, replace=False), "arm"] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
-        cells = build_design(data, formula, path="cells")
-        rows = build_design(data, formula, path="rows")
+        cells = build_design(data, formula, method="cells")
+        rows = build_design(data, formula, method="rows")
     assert cells.n_dropped == rows.n_dropped == (25 if "arm" in formula else 0)
     assert cells.term_names == rows.term_names
     assert np.array_equal(cells.X, rows.X) and np.array_equal(cells.y, rows.y)
@@ -522,7 +522,7 @@ def test_cell_path_equals_row_path(formula, reml):
 
 def test_numeric_predictors_take_the_row_path(frame):
     with pytest.raises(ValueError, match="categorical"):
-        build_design(frame, "y ~ x + (1 | g)", path="cells")
+        build_design(frame, "y ~ x + (1 | g)", method="cells")
 
 
 def test_library_refuses_a_column_named_intercept(frame):
@@ -653,3 +653,51 @@ def test_response_spread_below_double_precision_is_diagnosed(frame):
     # a spread of 1e-4 rounds away entirely: the stored response is constant
     gone = frame.assign(y=1e13 + 1e-4 * frame["y"])
     _data_error(lambda: fit_lmm(gone, "y ~ x + (1 | g)"), "'y'", "constant")
+
+
+# --- a Design is fitted as it is ------------------------------------------------------------------
+
+
+def test_fit_lmm_fit_ols_and_decompose_take_a_design(frame):
+    from helpers.decompose import decompose
+
+    design = build_design(frame, "y ~ x + arm + (1 | g)")
+    from_rows = fit_lmm(frame, "y ~ x + arm + (1 | g)")
+    from_design = fit_lmm(design)
+    assert from_design.design is design
+    assert from_design.criterion == from_rows.criterion
+    pd.testing.assert_series_equal(from_design.fe_params, from_rows.fe_params)
+    ols = fit_ols(design)
+    pd.testing.assert_series_equal(ols.params, fit_ols(frame, "y ~ x + arm", group="g").params)
+    assert ols.bse_cluster is not None  # the design's grouping column clusters OLS
+    dec = decompose(design, reml=False)
+    assert dec.lmm_fit.design is design and not dec.lmm_fit.reml
+    pd.testing.assert_frame_equal(
+        dec.estimates, decompose(frame, "y ~ x + arm + (1 | g)", reml=False).estimates
+    )
+
+
+def test_a_design_refuses_another_formula_or_group(frame):
+    design = build_design(frame, "y ~ x + (1 | g)")
+    _data_error(
+        lambda: fit_lmm(design, "y ~ arm + (1 | g)"), "'y ~ x + (1 | g)'", "leave the formula out"
+    )
+    _data_error(lambda: fit_ols(design, group="h"), "'g'", "'h'")
+    _data_error(lambda: fit_lmm(frame), "formula is needed")
+    assert fit_lmm(design, "y ~ x + (1 | g)", group="g").design is design
+
+
+def test_fit_ols_cluster_is_deprecated_for_group(frame):
+    with pytest.warns(DeprecationWarning, match="group="):
+        old = fit_ols(frame, "y ~ x", cluster="g")
+    new = fit_ols(frame, "y ~ x", group="g")
+    pd.testing.assert_series_equal(old.bse_cluster, new.bse_cluster)
+    assert new.cluster == "g"
+
+
+def test_decompose_refuses_random_slopes_in_one_line(frame):
+    from helpers.decompose import decompose
+
+    design = build_design(frame, "y ~ x + (1 + x | g)", random_slopes=True)
+    _data_error(lambda: decompose(design), "random intercept only", "fit_lmm")
+    assert fit_lmm(design).theta.shape == (3,)

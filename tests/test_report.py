@@ -588,7 +588,7 @@ def test_reference_levels_follow_r_in_the_c_locale(mixed_case):
 
     text = report.describe_model(rows, path)
     assert "`arm`: `A_x`" in text and "C locale" in text and "--reference column=level" in text
-    result = report.result_dict(rows, report.decompose_from_design(rows))
+    result = report.result_dict(rows, decompose(rows))
     assert result["reference_levels"] == {"arm": "A_x"}
 
 

@@ -21,7 +21,6 @@ from ..design import Design
 from ..results import LmmResult
 
 __all__ = [
-    "decompose_from_design",
     "data_summary",
     "comparison_table",
     "plain_warnings",
@@ -81,68 +80,6 @@ def dropped_sentence(design: Design) -> str:
     )
 
 
-def decompose_from_design(
-    design: Design, *, reml: bool = True, formula: str | None = None
-) -> Decomposition:
-    """Everything :func:`helpers.decompose.decompose` gives, from a checked design.
-
-    The fits, estimators and cluster table come from ``design.stats``. With rows at hand, pooled OLS
-    also has cluster-robust standard errors, the mixed model keeps the design (for its residuals), and
-    ``reconstructed`` is OLS on the quasi-demeaned rows, an independent check; without rows (sums
-    computed from a file), ``reconstructed`` is the exact within/between blend.
-
-    Parameters
-    ----------
-    design : helpers.design.Design
-    reml : bool, default True
-    formula : str, optional
-        Defaults to ``design.formula``.
-
-    Returns
-    -------
-    helpers.decompose.Decomposition
-
-    Examples
-    --------
-    >>> from helpers.data import load_dataset
-    >>> from helpers.design import build_design
-    >>> d = build_design(load_dataset("radon"), "log_radon ~ floor + (1 | county)")
-    >>> dec = decompose_from_design(d)
-    >>> dec.estimates.round(3)
-                 ols  between  within    lmm  reconstructed
-    Intercept  1.327    1.445     NaN  1.462          1.462
-    floor     -0.613   -0.463  -0.721 -0.693         -0.693
-    """
-    import dataclasses
-
-    from ..decompose import assemble_decomposition, cluster_table, quasi_demean
-    from ..fit import fit_lmm_from_stats, ols_from_design
-    from ..large import ols_from_stats
-
-    stats = design.stats
-    names = list(design.term_names)
-    formula = design.formula if formula is None else formula
-    lmm_fit = fit_lmm_from_stats(
-        stats,
-        names,
-        design.group_labels,
-        reml=reml,
-        formula=formula,
-        response=design.response,
-        group=design.group,
-        n_dropped=design.n_dropped,
-    )
-    if not design.has_rows:
-        ols_fit = ols_from_stats(stats, names, formula=formula, n_dropped=design.n_dropped)
-        return assemble_decomposition(lmm_fit, ols_fit)
-    lmm_fit = dataclasses.replace(lmm_fit, design=design)
-    ols_fit = ols_from_design(design, formula)
-    lam = cluster_table(stats, lmm_fit.theta, lmm_fit.ranef.index, lmm_fit.fe_params)["lambda"]
-    x_star, y_star = quasi_demean(design.X, design.y, design.group_codes, lam.to_numpy())
-    coef, *_ = np.linalg.lstsq(x_star, y_star, rcond=None)
-    return assemble_decomposition(lmm_fit, ols_fit, pd.Series(coef, index=names))
-
-
 def data_summary(design: Design) -> pd.DataFrame:
     """The data at a glance: rows, clusters, cluster sizes, and the rows dropped and why.
 
@@ -198,9 +135,10 @@ def comparison_table(dec: Decomposition) -> pd.DataFrame:
     Examples
     --------
     >>> from helpers.data import load_dataset
+    >>> from helpers.decompose import decompose
     >>> from helpers.design import build_design
     >>> d = build_design(load_dataset("radon"), "log_radon ~ floor + (1 | county)")
-    >>> comparison_table(decompose_from_design(d))[["OLS", "LMM"]].round(3)
+    >>> comparison_table(decompose(d))[["OLS", "LMM"]].round(3)
                  OLS    LMM
     Intercept  1.327  1.462
     floor     -0.613 -0.693
@@ -425,9 +363,10 @@ def explain_moves(dec: Decomposition) -> MarkdownText:
     Examples
     --------
     >>> from helpers.data import load_dataset
+    >>> from helpers.decompose import decompose
     >>> from helpers.design import build_design
     >>> d = build_design(load_dataset("radon"), "log_radon ~ floor + (1 | county)")
-    >>> print(explain_moves(decompose_from_design(d)).splitlines()[1][:71])
+    >>> print(explain_moves(decompose(d)).splitlines()[1][:71])
     - `floor`: pooled OLS -0.6134, mixed model -0.6930 (a move of -0.07960,
     """
     ols, lmm = dec.ols_fit, dec.lmm_fit
@@ -659,9 +598,10 @@ def result_dict(design: Design, dec: Decomposition) -> dict:
     Examples
     --------
     >>> from helpers.data import load_dataset
+    >>> from helpers.decompose import decompose
     >>> from helpers.design import build_design
     >>> d = build_design(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)")
-    >>> result = result_dict(d, decompose_from_design(d))
+    >>> result = result_dict(d, decompose(d))
     >>> result["n_obs"], result["lmm"]["method"], round(result["lmm"]["criterion"], 6)
     (30, 'REML', 319.654277)
     """

@@ -273,20 +273,11 @@ def _check_fit(design: Design) -> None:
     Optimising theta from the sufficient statistics takes milliseconds; it keeps every input error
     ahead of the notes printed before the notebook runs, so that an error is always one line.
     """
-    from ..fit import fit_lmm_from_stats
+    from ..fit import fit_lmm
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit_lmm_from_stats(
-            design.stats,
-            list(design.term_names),
-            design.group_labels,
-            reml=True,
-            formula=design.formula,
-            response=design.response,
-            group=design.group,
-            n_dropped=design.n_dropped,
-        )
+        fit_lmm(design)
 
 
 def check_inputs(
