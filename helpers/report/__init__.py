@@ -49,11 +49,14 @@ example the within estimate of the intercept) is ``null``. Term names follow for
 - ``lmm``: the random-intercept model (lme4's ``lmer``): ``method`` (``"REML"`` or ``"ML"``),
   ``params`` and ``bse`` ({term: float}), ``sigma2_group`` (sigma_b^2), ``sigma2_resid`` (sigma^2),
   ``theta`` (sigma_b / sigma), ``criterion`` (the REML criterion, or the ML deviance, as lme4 reports
-  it) and ``singular`` (bool: sigma_b^2 estimated as exactly 0).
+  it) and ``singular`` (bool: sigma_b^2 estimated as exactly 0; lme4's ``isSingular``). With random
+  slopes ``theta`` is a list in lme4's order, ``sigma2_group`` is null and ``varcorr`` holds the
+  records of R's ``as.data.frame(VarCorr(m))`` (``grp``, ``var1``, ``var2``, ``vcov``, ``sdcor``).
 - ``decompose``: why the estimates moved: ``within`` (the fixed-effects, cluster-dummy estimator),
   ``between`` (OLS of the cluster means), ``reconstructed`` (the mixed model's estimates recomputed
   independently: OLS on quasi-demeaned rows, or from the within/between blend for ``source = "duckdb"``),
-  each {term: float or null}, and ``design_effect`` (float: 1 + (sum n_i^2 / N - 1) ICC).
+  each {term: float or null}, and ``design_effect`` (float: 1 + (sum n_i^2 / N - 1) ICC). With random
+  slopes ``reconstructed`` and ``design_effect`` are null and ``note`` says why.
 - ``warnings`` ([str]): the plain-language warnings of the report (singular fit, few clusters, clusters
   of one row, predictors that do not vary within clusters).
 """
@@ -63,7 +66,9 @@ from __future__ import annotations
 from .cli import REPORT_BUGS, main
 from .content import (
     NOT_DEFINED,
+    Comparison,
     MarkdownText,
+    compare,
     comparison_table,
     data_summary,
     describe_model,
@@ -75,6 +80,7 @@ from .content import (
     result_dict,
     show_figure,
     show_table,
+    slopes_note,
     warning_list,
     write_json,
 )
@@ -109,12 +115,14 @@ __all__ = [
     "NOT_DEFINED",
     "REPORT_BUGS",
     "Checked",
+    "Comparison",
     "MarkdownText",
     "NotebookMissing",
     "ReportError",
     "apply_reference",
     "check_inputs",
     "check_outputs",
+    "compare",
     "comparison_table",
     "data_summary",
     "describe_model",
@@ -137,6 +145,7 @@ __all__ = [
     "save_design",
     "show_figure",
     "show_table",
+    "slopes_note",
     "warning_list",
     "write_json",
 ]

@@ -33,8 +33,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description=(
-            "Fit pooled OLS, the fixed-effects (within) estimator and a random-intercept mixed model "
-            "to your data, and explain why their estimates differ, in a self-contained HTML report."
+            "Fit pooled OLS, the fixed-effects (within) estimator and a mixed model (a random "
+            "intercept, or random slopes of one grouping factor) to your data, and explain why their "
+            "estimates differ, in a self-contained HTML report."
         ),
         epilog=(
             'Example: %(prog)s radon.csv --formula "log_radon ~ floor + (1 | county)" '
@@ -45,7 +46,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--formula",
         required=True,
-        help="lme4-style formula with one random intercept, e.g. 'y ~ x1 + x2 + (1 | g)'; "
+        help="lme4-style formula with one grouping factor, e.g. 'y ~ x1 + x2 + (1 | g)' or "
+        "'y ~ x + (1 + x | g)'; "
         "quote column names with spaces or dots in backticks",
     )
     parser.add_argument(

@@ -10,17 +10,21 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.figure
 import numpy as np
 import pandas as pd
 
-from ..decompose import Decomposition
+from ..decompose import RANDOM_SLOPES_NOTE, Decomposition
 from ..design import Design
-from ..results import LmmResult
+from ..results import LmmResult, OlsResult
 
 __all__ = [
+    "Comparison",
+    "compare",
+    "slopes_note",
     "data_summary",
     "comparison_table",
     "plain_warnings",
@@ -80,6 +84,49 @@ def dropped_sentence(design: Design) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The two fits and the within and between estimators of a model with random slopes, which has
+    no within/between decomposition (:data:`helpers.decompose.RANDOM_SLOPES_NOTE`)."""
+
+    ols_fit: OlsResult
+    lmm_fit: LmmResult
+    within: pd.Series
+    between: pd.Series
+
+
+def compare(design: Design, *, reml: bool = True) -> Decomposition | Comparison:
+    """Both fits of the report from the checked design: its :func:`helpers.decompose.decompose` for a
+    random intercept, or a :class:`Comparison` (no decomposition) for random slopes.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> sleep = load_dataset("sleepstudy")
+    >>> d = build_design(sleep, "Reaction ~ Days + (Days | Subject)", random_slopes=True)
+    >>> type(compare(d)).__name__, compare(d).lmm_fit.theta.shape
+    ('Comparison', (3,))
+    """
+    from ..decompose import between_estimator, decompose, within_estimator
+    from ..fit import fit_lmm, fit_ols
+
+    if design.random is None:
+        return decompose(design, reml=reml)
+    names = list(design.term_names)
+    return Comparison(
+        ols_fit=fit_ols(design),
+        lmm_fit=fit_lmm(design, reml=reml),
+        within=within_estimator(design.stats, names),
+        between=between_estimator(design.stats, names),
+    )
+
+
+def slopes_note() -> MarkdownText:
+    """What the report shows instead of the decomposition and figures for a model with random slopes."""
+    return MarkdownText(f"*{RANDOM_SLOPES_NOTE}*")
+
+
 def data_summary(design: Design) -> pd.DataFrame:
     """The data at a glance: rows, clusters, cluster sizes, and the rows dropped and why.
 
@@ -119,12 +166,12 @@ def data_summary(design: Design) -> pd.DataFrame:
     return pd.DataFrame({"value": pd.Series(rows)})
 
 
-def comparison_table(dec: Decomposition) -> pd.DataFrame:
+def comparison_table(dec: Decomposition | Comparison) -> pd.DataFrame:
     """Pooled OLS, the within (fixed-effects) estimator and the mixed model, term by term.
 
     Parameters
     ----------
-    dec : helpers.decompose.Decomposition
+    dec : helpers.decompose.Decomposition or Comparison
 
     Returns
     -------
@@ -189,7 +236,13 @@ def plain_warnings(design: Design, lmm: LmmResult) -> list[str]:
     n_groups = stats.n_groups
     group = design.group
     out = []
-    if lmm.singular:
+    if lmm.singular and lmm.random is not None:
+        out.append(
+            "The random-effects covariance is singular (lme4's isSingular: a variance estimated as "
+            "0 or a correlation of +1 or -1): the data do not support every random term; consider "
+            "the uncorrelated form '(x || g)' or dropping a term."
+        )
+    elif lmm.singular:
         out.append(
             "The between-cluster variance is estimated as exactly 0 (a singular, or boundary, fit): the "
             "cluster means differ no more than the residual noise alone would make them, so the mixed "
@@ -583,7 +636,7 @@ def _float(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def result_dict(design: Design, dec: Decomposition) -> dict:
+def result_dict(design: Design, dec: Decomposition | Comparison) -> dict:
     """The report's numbers as a JSON-ready dict (the schema is in this module's docstring).
 
     Parameters
@@ -606,6 +659,33 @@ def result_dict(design: Design, dec: Decomposition) -> dict:
     (30, 'REML', 319.654277)
     """
     ols, lmm = dec.ols_fit, dec.lmm_fit
+    slopes = lmm.random is not None
+    fit = {
+        "method": lmm.method,
+        "params": _floats(lmm.fe_params),
+        "bse": _floats(lmm.bse),
+        "sigma2_group": None if slopes else _float(lmm.sigma2_group),
+        "sigma2_resid": _float(lmm.sigma2_resid),
+        "theta": [float(t) for t in lmm.theta] if slopes else _float(lmm.theta),
+        "criterion": _float(lmm.criterion),
+        "singular": bool(lmm.singular),
+    }
+    if slopes:
+        fit["varcorr"] = [
+            {
+                k: (_float(v) if k in ("vcov", "sdcor") else (None if pd.isna(v) else str(v)))
+                for k, v in row.items()
+            }
+            for row in lmm.varcorr.to_dict(orient="records")
+        ]
+    blend = {
+        "within": _floats(dec.within),
+        "between": _floats(dec.between),
+        "reconstructed": None if slopes else _floats(dec.reconstructed),
+        "design_effect": None if slopes else _float(dec.design_effect),
+    }
+    if slopes:
+        blend["note"] = RANDOM_SLOPES_NOTE
     return {
         "n_obs": int(lmm.n_obs),
         "n_groups": int(lmm.n_groups),
@@ -620,22 +700,8 @@ def result_dict(design: Design, dec: Decomposition) -> dict:
             "bse": _floats(ols.bse),
             "sigma2": _float(ols.sigma2),
         },
-        "lmm": {
-            "method": lmm.method,
-            "params": _floats(lmm.fe_params),
-            "bse": _floats(lmm.bse),
-            "sigma2_group": _float(lmm.sigma2_group),
-            "sigma2_resid": _float(lmm.sigma2_resid),
-            "theta": _float(lmm.theta),
-            "criterion": _float(lmm.criterion),
-            "singular": bool(lmm.singular),
-        },
-        "decompose": {
-            "within": _floats(dec.within),
-            "between": _floats(dec.between),
-            "reconstructed": _floats(dec.reconstructed),
-            "design_effect": _float(dec.design_effect),
-        },
+        "lmm": fit,
+        "decompose": blend,
         "warnings": plain_warnings(design, lmm),
     }
 

@@ -28,6 +28,7 @@ from ..large import (
     read_error,
     text_number_problem,
 )
+from ..random_terms import needs_random_terms
 from ..validate import (
     DataError,
     RowsDroppedWarning,
@@ -335,10 +336,16 @@ def check_inputs(
     """
     check_file(path)
     # the columns the model uses; this also refuses syntax errors and a column named 'Intercept'
-    used = model_columns(formula, group)
-    grouping = require_group(parse_formula(formula, group).group)
+    used = model_columns(formula, group, random_slopes=True)
+    parsed = parse_formula(formula, group, random_slopes=True)
+    grouping = require_group(parsed.group)
     reference = dict(reference or {})
     use_large = Path(path).stat().st_size > LARGE_FILE_BYTES if large is None else bool(large)
+    if use_large and needs_random_terms(parsed.bars):
+        raise DataError(
+            "Random slopes from a large file (--large, or a file over 256 MiB) are not supported "
+            "yet; drop --large to fit them from the rows in memory."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
         if use_large:
@@ -348,7 +355,7 @@ def check_inputs(
             _check_column_kinds(data, used, grouping)
             _check_text_numbers(data, used, grouping)
             data = apply_reference(data, reference, used)
-            design = build_design(data, formula, group)
+            design = build_design(data, formula, group, random_slopes=True)
         check_unique_terms(design.term_names)
         _check_fit(design)
     return Checked(
@@ -440,10 +447,12 @@ def report_design(
     from ..data import load_dataset
 
     data = load_dataset("radon")
-    used = model_columns(formula, group)
+    used = model_columns(formula, group, random_slopes=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
-        design = build_design(apply_reference(data, reference, used), formula, group)
+        design = build_design(
+            apply_reference(data, reference, used), formula, group, random_slopes=True
+        )
     require_group(design.group)
     return design
 
