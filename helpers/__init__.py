@@ -36,6 +36,7 @@ _LAZY = {
     "confint": "inference",
     "likelihood_profile": "inference",
     "predict": "inference",
+    "satterthwaite_tests": "inference",
     "tests": "inference",
     "varpar_covariance": "inference",
 }
@@ -91,6 +92,7 @@ __all__ = [
     "seed_question",
     "simulate_clustered",
     "static_explorer",
+    "satterthwaite_tests",
     "tests",
     "varpar_covariance",
     "within_between_blend",

@@ -60,7 +60,15 @@ from .kernel import (
 from .results import OlsResult, r_term_name
 from .validate import DataError
 
-__all__ = ["confint", "bootstrap", "tests", "predict", "likelihood_profile", "varpar_covariance"]
+__all__ = [
+    "confint",
+    "bootstrap",
+    "satterthwaite_tests",
+    "tests",
+    "predict",
+    "likelihood_profile",
+    "varpar_covariance",
+]
 
 #: A wide grid (without 0) for the profile over sigma_b, where theta = sigma_b / sigma ranges freely.
 _WIDE_GRID = np.logspace(-6, 6, 121)
@@ -752,7 +760,7 @@ def bootstrap(fit, n: int = 1000, seed=None, progress=None, *, chunk: int = 2000
 # --------------------------------------------------------------------------------------------------
 
 
-def tests(fit) -> pd.DataFrame:
+def satterthwaite_tests(fit) -> pd.DataFrame:
     r"""t tests of the fixed effects with Satterthwaite's degrees of freedom, as lmerTest's ``summary``.
 
     For coefficient k with variance C_kk = [sigma^2 A(u)^{-1}]_kk, Satterthwaite's approximation is
@@ -783,9 +791,9 @@ def tests(fit) -> pd.DataFrame:
     >>> from helpers.data import load_dataset
     >>> from helpers.fit import fit_lmm, fit_ols
     >>> sleep = load_dataset("sleepstudy")
-    >>> tests(fit_lmm(sleep, "Reaction ~ Days + (1 | Subject)"))["df"].round(3).tolist()
+    >>> satterthwaite_tests(fit_lmm(sleep, "Reaction ~ Days + (1 | Subject)"))["df"].round(3).tolist()
     [22.81, 161.0]
-    >>> tests(fit_ols(sleep, "Reaction ~ Days"))["df"].tolist()
+    >>> satterthwaite_tests(fit_ols(sleep, "Reaction ~ Days"))["df"].tolist()
     [178.0, 178.0]
     """
     if isinstance(fit, OlsResult):
@@ -833,6 +841,14 @@ def tests(fit) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # predict
 # --------------------------------------------------------------------------------------------------
+
+
+def tests(fit) -> pd.DataFrame:
+    """The former name of :func:`satterthwaite_tests` (deprecated: pytest collects a public ``tests``)."""
+    warnings.warn(
+        "helpers.inference.tests is renamed satterthwaite_tests", DeprecationWarning, stacklevel=2
+    )
+    return satterthwaite_tests(fit)
 
 
 def _match_groups(labels: pd.Index, values: pd.Series) -> np.ndarray:

@@ -8,6 +8,7 @@ and leave the result as it was.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -396,11 +397,20 @@ class LmmResult(PandasCopies):
 
         return bootstrap(self, n=n, seed=seed, **kwargs)
 
-    def tests(self) -> pd.DataFrame:
-        """t statistics, Satterthwaite df and p-values; see :func:`helpers.inference.tests`."""
-        from .inference import tests
+    def satterthwaite_tests(self) -> pd.DataFrame:
+        """t statistics, Satterthwaite df and p-values; see :func:`helpers.inference.satterthwaite_tests`."""
+        from .inference import satterthwaite_tests
 
-        return tests(self)
+        return satterthwaite_tests(self)
+
+    def tests(self) -> pd.DataFrame:
+        """The former name of :meth:`satterthwaite_tests` (deprecated)."""
+        warnings.warn(
+            "LmmResult.tests() is renamed satterthwaite_tests()", DeprecationWarning, stacklevel=2
+        )
+        from .inference import satterthwaite_tests
+
+        return satterthwaite_tests(self)
 
     def predict(self, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
         """Predictions for rows of ``data``; see :func:`helpers.inference.predict`."""

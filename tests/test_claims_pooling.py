@@ -36,7 +36,7 @@ def _prose(name: str) -> str:
 @pytest.fixture(scope="module")
 def seed():
     df = seed_question()
-    ols = fit_ols(df, "pSHP2 ~ condition", cluster="cluster")
+    ols = fit_ols(df, "pSHP2 ~ condition", group="cluster")
     lmm = fit_lmm(df, "pSHP2 ~ condition + (1 | cluster)")
     codes = df["cluster"].cat.codes.to_numpy()
     x = (df["condition"] == "stim").to_numpy(dtype=float)
@@ -233,7 +233,7 @@ def test_intercept_degrees_of_freedom_claim(prose, seed):
     """00: a test of the intercept has "about J - 1 degrees of freedom, not N - 2"."""
     assert re.search(r"about \$J - 1\$ degrees of freedom", prose["00_question"])
     lmm = seed["lmm"]
-    df_intercept = lmm.tests().loc["Intercept", "df"]
+    df_intercept = lmm.satterthwaite_tests().loc["Intercept", "df"]
     assert abs(df_intercept - (lmm.n_groups - 1)) < 1.0
 
 

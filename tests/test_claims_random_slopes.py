@@ -20,7 +20,7 @@ import pytest
 from helpers.data import load_dataset
 from helpers.fit import fit_lmm, random_terms_result
 from helpers.inference import anova
-from helpers.inference import tests as satterthwaite
+from helpers.inference import satterthwaite_tests as satterthwaite
 from helpers.seed import seed_question, stim_effect_heterogeneity
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -256,7 +256,7 @@ def test_satterthwaite_matches_lmertest(fits, name):
     both). There the package (analytic derivatives, checked against finite differences above) is held to
     1e-3 relative of either.
     """
-    table = inference.tests(fits[name])
+    table = inference.satterthwaite_tests(fits[name])
     ref = _ref(name)["satterthwaite"]["table"]
     other_step = _ref(name)["satterthwaite_d1e-2"]["table"]
     for r_name, row in ref.items():
@@ -275,7 +275,7 @@ def test_satterthwaite_matches_lmertest(fits, name):
 
 def test_naive_tests_of_an_ols_fit_use_n_minus_p(frames):
     ols = fit_ols(frames["sleepstudy"], "Reaction ~ Days")
-    table = inference.tests(ols)
+    table = inference.satterthwaite_tests(ols)
     assert (table["df"] == ols.df_resid).all()
     expected = 2 * scipy.stats.t.sf(np.abs(ols.params / ols.bse), ols.df_resid)
     np.testing.assert_allclose(table["p_value"], expected)
@@ -283,7 +283,7 @@ def test_naive_tests_of_an_ols_fit_use_n_minus_p(frames):
 
 def test_satterthwaite_on_an_ml_fit_matches_lmertest(frames):
     fit = fit_lmm(frames["sleepstudy"], FORMULAS["sleepstudy"], reml=False)
-    table = inference.tests(fit)
+    table = inference.satterthwaite_tests(fit)
     ref = _ref("sleepstudy")["satterthwaite_ml"]["table"]
     for r_name, row in ref.items():
         assert table.loc[R_NAMES[r_name], "df"] == pytest.approx(row["df"], abs=TOL)
@@ -293,7 +293,7 @@ def test_satterthwaite_on_an_ml_fit_matches_lmertest(frames):
 def test_satterthwaite_df_lie_between_clusters_and_rows(fits):
     """In the question-shaped data the intercept is a between-cluster quantity, the slope a within one."""
     fit = fits["question"]
-    df = inference.tests(fit)["df"]
+    df = inference.satterthwaite_tests(fit)["df"]
     assert df["Intercept"] < fit.n_groups
     assert df["condition[T.stim]"] > 0.9 * fit.n_obs
 
@@ -579,7 +579,9 @@ def test_bad_arguments_are_named(fits):
 def test_everything_but_predict_works_from_aggregates(fits):
     fit = fits["sleepstudy"]
     aggregate = fit_lmm_from_stats(fit.stats, list(fit.fe_params.index))
-    pd.testing.assert_frame_equal(inference.tests(aggregate), inference.tests(fit))
+    pd.testing.assert_frame_equal(
+        inference.satterthwaite_tests(aggregate), inference.satterthwaite_tests(fit)
+    )
     np.testing.assert_allclose(
         inference.confint(aggregate)[["lower", "upper"]], inference.confint(fit)[["lower", "upper"]]
     )
@@ -597,9 +599,9 @@ def test_satterthwaite_survives_extreme_response_scales(frames, factor):
     scaled = fit_lmm(frame.assign(Reaction=frame["Reaction"] * factor), formula)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = inference.tests(scaled)
+        table = inference.satterthwaite_tests(scaled)
         cov = inference.varpar_covariance(scaled, "theta").to_numpy()
-    expected = inference.tests(base)
+    expected = inference.satterthwaite_tests(base)
     np.testing.assert_allclose(table["df"], expected["df"], rtol=1e-9)
     np.testing.assert_allclose(table["p_value"], expected["p_value"], rtol=1e-8)
     np.testing.assert_allclose(table["estimate"], expected["estimate"] * factor, rtol=1e-9)
@@ -620,3 +622,18 @@ def test_predict_lets_unexpected_errors_through(fits, monkeypatch):
     new = pd.DataFrame({"Days": [1.0], "Subject": [308]})
     with pytest.raises(RuntimeError, match="internal failure"):
         inference.predict(fit, new)
+
+
+def test_tests_is_a_deprecated_name_of_satterthwaite_tests():
+    from helpers.data import load_dataset
+    from helpers.fit import fit_lmm
+
+    fit = fit_lmm(load_dataset("sleepstudy"), "Reaction ~ Days + (1 | Subject)")
+    with pytest.warns(DeprecationWarning, match="satterthwaite_tests"):
+        old = inference.tests(fit)
+    with pytest.warns(DeprecationWarning, match="satterthwaite_tests"):
+        method = fit.tests()
+    new = fit.satterthwaite_tests()
+    pd.testing.assert_frame_equal(old, new)
+    pd.testing.assert_frame_equal(method, new)
+    assert new.loc["Days", "df"] > 100

@@ -329,11 +329,11 @@ SATTERTHWAITE = [key for key in FITS if "satterthwaite" in FITS[key]["reml"]]
 
 @pytest.mark.parametrize("key", SATTERTHWAITE)
 def test_satterthwaite_df_as_lmertest(datasets, key):
-    from helpers.inference import tests
+    from helpers.inference import satterthwaite_tests
 
     fit, ref = _fit(datasets, key, "reml")
     expected = ref["satterthwaite"]
-    table = tests(fit)
+    table = satterthwaite_tests(fit)
     assert [r_term_name(n) for n in table.index] == expected["terms"]
     # lmerTest differentiates numerically; on the question-shaped sets (a criterion of 6.6e5) its df
     # move by ~5e-4 (the package's analytic random-intercept df differ from it by as much there)

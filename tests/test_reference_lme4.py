@@ -67,7 +67,7 @@ def _lmm(name: str, reml: bool):
 @cache
 def _ols(name: str):
     ref = SETS[name]
-    return fit_ols(_data(name), ref["formula"], cluster=ref["group"])
+    return fit_ols(_data(name), ref["formula"], group=ref["group"])
 
 
 def _by_r_name(series: pd.Series) -> pd.Series:

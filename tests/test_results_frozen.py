@@ -66,7 +66,7 @@ def test_lmm_result_is_frozen(sleep):
 
 
 def test_ols_result_is_frozen(sleep):
-    ols = helpers.fit_ols(sleep, "Reaction ~ Days", cluster="Subject")
+    ols = helpers.fit_ols(sleep, "Reaction ~ Days", group="Subject")
     _assert_frozen(ols, ["params", "bse", "cov_params", "bse_cluster", "cov_cluster"])
 
 

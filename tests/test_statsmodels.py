@@ -126,7 +126,7 @@ def _statsmodels_ols(name):
 @all_cases
 def test_ols_agrees_with_statsmodels(name):
     data, formula, group = _case(name)
-    ours = fit_ols(data, formula, cluster=group)
+    ours = fit_ols(data, formula, group=group)
     design, plain, robust = _statsmodels_ols(name)
     assert list(ours.params.index) == design.term_names
     np.testing.assert_allclose(ours.params.to_numpy(), plain.params, rtol=1e-10)
