@@ -321,7 +321,7 @@ def test_mundlak_test_finds_no_evidence_on_the_question(question):
         share_stim=_cluster_means(question)["share"].reindex(question["cluster"]).to_numpy()
     )
     fit = fit_lmm(data, "pSHP2 ~ condition + share_stim + (1 | cluster)")
-    row = fit.tests().loc["share_stim"]
+    row = fit.satterthwaite_tests().loc["share_stim"]
     assert 0.5 < abs(row["t_value"]) < 1.5 and row["p_value"] > 0.1
     within = decompose(question, FORMULA).within[SLOPE]
     assert fit.fe_params[SLOPE] == pytest.approx(within, abs=1e-9)
@@ -348,3 +348,138 @@ def test_log_det_a_falls_with_theta(dyestuff):
     assert np.allclose(values, [30 / (1 + 5 * t**2) for t in (0.0, 0.5, 1.0, 2.0)], rtol=1e-10)
     assert np.round(values, 2).tolist() == [30.0, 13.33, 5.0, 1.43]
     assert all(a > b for a, b in zip(values, values[1:], strict=False))
+
+
+# --- 03 section 2: per-cluster panels (figures 2 and 4) and caterpillar plots (figures 3 and 5) ------
+
+RADON_FORMULA = "log_radon ~ floor + (1 | county)"
+GELMAN_HILL_COUNTIES = [
+    "LAC QUI PARLE", "AITKIN", "KOOCHICHING", "DOUGLAS", "CLAY", "STEARNS", "RAMSEY", "ST LOUIS"
+]  # fmt: skip
+
+
+def _shrinkage(fit):
+    """Per cluster, from the rows and the variances (not from the fit's ranef): size, k_i, own deviation,
+    conditional mode, conditional SD. Independent of the notebook's conditional_modes()."""
+    data = pd.DataFrame(
+        {
+            "g": fit.design.group_codes,
+            "r": fit.design.y - fit.design.X @ fit.fe_params.to_numpy(),
+        }
+    )
+    by = data.groupby("g")["r"].agg(["size", "mean"])
+    n = by["size"].to_numpy(float)
+    k = 1.0 / (1.0 + fit.sigma2_resid / (n * fit.sigma2_group))
+    table = pd.DataFrame(
+        {
+            "n": n,
+            "k": k,
+            "own": by["mean"].to_numpy(),
+            "mode": k * by["mean"].to_numpy(),
+            "sd": np.sqrt(
+                fit.sigma2_group * fit.sigma2_resid / (n * fit.sigma2_group + fit.sigma2_resid)
+            ),
+        },
+        index=fit.ranef.index,
+    )
+    table["pulled"] = table["own"] - table["mode"]
+    half = 1.96 * table["sd"]
+    table["crosses_0"] = (table["mode"] - half < 0) & (table["mode"] + half > 0)
+    return table
+
+
+@pytest.fixture(scope="module")
+def radon_fit(radon):
+    return fit_lmm(radon, RADON_FORMULA)
+
+
+def test_modes_and_conditional_sds_are_the_formulas(radon_fit, question_fits):
+    # 03 section 2: b_i = k_i x own deviation and sd(b_i | y) = sigma_b sqrt(1 - k_i), as ranef/ranef_sd
+    for fit in (radon_fit, question_fits[1]):
+        table = _shrinkage(fit)
+        np.testing.assert_allclose(table["mode"], fit.ranef, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(table["sd"], fit.ranef_sd, rtol=1e-10)
+        np.testing.assert_allclose(
+            table["sd"], np.sqrt(fit.sigma2_group * (1 - table["k"])), rtol=1e-10
+        )
+
+
+def test_radon_panel_counties(radon):
+    # 03 before figure 2: Gelman and Hill's eight counties run "from one of the smallest counties (Lac Qui
+    # Parle, two homes) to the largest (St Louis, 116 homes)", in order of size
+    sizes = radon["county"].value_counts()
+    chosen = sizes[GELMAN_HILL_COUNTIES].to_numpy()
+    assert list(chosen) == sorted(chosen) and len(set(chosen)) == 8
+    assert chosen[0] == 2 and (sizes < 2).sum() > 0 and (sizes <= 2).mean() < 0.15
+    assert sizes.idxmax() == "ST LOUIS" and sizes.max() == 116
+
+
+def test_radon_shrinkage_claims(radon_fit):
+    # 03 after figure 2: "Lac Qui Parle, whose two homes both read high, is pulled in furthest: by about
+    # 1.1 on the log scale, nearly three quarters of its own deviation. A county with a single home keeps
+    # only 16% of its deviation (k_i is then the ICC of a single home); St Louis keeps 96%."
+    # Figure 2's caption: the three smallest counties shown (two to seven homes) are pulled well away from
+    # their own line, Ramsey and St Louis barely.
+    table = _shrinkage(radon_fit)
+    most = table["pulled"].abs().idxmax()
+    assert most == "LAC QUI PARLE" and table.loc[most, "n"] == 2
+    assert round(table.loc[most, "pulled"], 1) == 1.1
+    assert 0.7 < 1 - table.loc[most, "k"] < 0.75
+    assert table.loc[most, "own"] > 1  # both homes high
+    one_home = table[table["n"] == 1]
+    icc = radon_fit.sigma2_group / (radon_fit.sigma2_group + radon_fit.sigma2_resid)
+    assert np.allclose(one_home["k"], icc) and round(icc, 2) == 0.16
+    assert round(table.loc["ST LOUIS", "k"], 2) == 0.96
+    small, large = GELMAN_HILL_COUNTIES[:3], ["RAMSEY", "ST LOUIS"]
+    assert table.loc[small, "n"].tolist() == [2, 4, 7]
+    assert (table.loc[small, "k"] < 0.6).all() and (table.loc[large, "k"] > 0.85).all()
+
+
+def test_radon_caterpillar_claims(radon_fit):
+    # 03 after figure 3: "77 of the 85 intervals cross 0. The half-width falls from 0.59 for a one-home
+    # county to 0.13 for St Louis, and it falls with size without exception (rank correlation -1)"
+    table = _shrinkage(radon_fit)
+    assert (int(table["crosses_0"].sum()), len(table)) == (77, 85)
+    half = 1.96 * table["sd"]
+    assert round(half[table["n"] == 1].max(), 2) == 0.59 and round(half["ST LOUIS"], 2) == 0.13
+    order = np.argsort(table["n"].to_numpy(), kind="stable")
+    n_sorted, half_sorted = table["n"].to_numpy()[order], half.to_numpy()[order]
+    steps = np.diff(half_sorted)[np.diff(n_sorted) > 0]
+    assert (steps < 0).all()
+
+
+def test_question_shrinkage_and_caterpillar_claims(question_fits):
+    # 03 after figure 5: "No cluster is pulled in by more than 0.002 pSHP2. Only one interval of the 24
+    # crosses 0 (donor22's). The widest, +-0.064, belongs to the smallest cluster (donor21, 417 rows),
+    # the narrowest, +-0.004, to the largest (donor10, 117,891 rows)."
+    # Figure 4's caption: the partial-pooling line covers the no-pooling line in every panel.
+    _, lmm = question_fits
+    table = _shrinkage(lmm)
+    assert 0.0015 < table["pulled"].abs().max() <= 0.0025
+    assert table.index[table["crosses_0"]].tolist() == ["donor22"]
+    half = 1.96 * table["sd"]
+    assert half.idxmax() == table["n"].idxmin() == "donor21" and table["n"].min() == 417
+    assert half.idxmin() == table["n"].idxmax() == "donor10" and table["n"].max() == 117_891
+    assert round(half.max(), 3) == 0.064 and round(half.min(), 3) == 0.004
+    # the caterpillar plot's spread of modes dwarfs the intervals ("short next to the spread")
+    assert half.max() < 0.1 * (table["mode"].max() - table["mode"].min())
+
+
+def test_figures_as_the_notebook_draws_them(radon_fit, question_fits):
+    # 03 figures 2 to 5: the chosen panels, their order and the counts the captions rely on
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers.plots import MAX_CLUSTER_PANELS, plot_caterpillar, plot_cluster_panels
+
+    fig = plot_cluster_panels(radon_fit, clusters=GELMAN_HILL_COUNTIES, title="radon")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert [t.split(" (n = ")[0] for t in titles] == GELMAN_HILL_COUNTIES
+    _, lmm = question_fits
+    fig = plot_cluster_panels(lmm, title="question")
+    sizes = [int(ax.get_title().split("n = ")[1].rstrip(")")) for ax in fig.axes]
+    assert len(sizes) == MAX_CLUSTER_PANELS == 8 and sizes == sorted(sizes)
+    assert sizes[0] == 417 and sizes[-1] == 117_891  # "from the smallest to the largest"
+    for fit, expected in ((radon_fit, "8 of 85"), (lmm, "23 of 24")):
+        labels = [t.get_text() for t in plot_caterpillar(fit).legends[0].get_texts()]
+        assert any(f"interval excludes 0 ({expected})" in label for label in labels)
