@@ -315,6 +315,16 @@ def test_between_slope_is_far_in_value_but_not_in_its_own_se(question, question_
     assert means["share"].min() > 0.3  # share 0 lies far outside the shares seen
 
 
+def test_between_slope_flips_sign_with_the_weighting(question_fits):
+    # 03 section 3.3, after the between fit: "The weighting of the 24 cluster means alone flips its sign:
+    # ... about -3.2 with OLS's weights n_i and about +2.5 with the mixed model's w_i."
+    _, lmm = question_fits
+    terms = list(lmm.fe_params.index)
+    by_n = within_between_blend(lmm.stats, 0.0, terms).beta_between[SLOPE]
+    by_w = within_between_blend(lmm.stats, lmm.theta, terms).beta_between[SLOPE]
+    assert round(by_n, 1) == -3.2 and round(by_w, 1) == 2.5
+
+
 def test_mundlak_test_finds_no_evidence_on_the_question(question):
     # 03 section 5 (2): "about one standard error from 0: no evidence against independence"
     data = question.assign(
