@@ -37,7 +37,7 @@ _LAZY = {
     "likelihood_profile": "inference",
     "predict": "inference",
     "satterthwaite_tests": "inference",
-    "tests": "inference",
+    "tests": "inference",  # deprecated alias of satterthwaite_tests, not in __all__
     "varpar_covariance": "inference",
 }
 
@@ -93,7 +93,6 @@ __all__ = [
     "simulate_clustered",
     "static_explorer",
     "satterthwaite_tests",
-    "tests",
     "varpar_covariance",
     "within_between_blend",
 ]
