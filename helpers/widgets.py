@@ -19,7 +19,14 @@ move costs milliseconds of computing; the rest is drawing.
 
 Common random numbers: every random draw is made once from ``seed`` (as standard normals and uniforms) and
 then transformed, so moving a slider changes only what that slider controls. Changing the between-cluster
-SD rescales the same cluster effects; changing the imbalance resizes the same clusters.
+SD rescales the same cluster effects; changing the imbalance resizes the same clusters; changing the
+correlation of the cluster effects with the stim share re-mixes the same two draws.
+
+The correlation slider is the one setting that breaks the random-intercept model's assumption: the model
+takes the cluster effects b_i to be independent of the regressors, and a stim share that moves with b_i
+makes the cluster means of ``condition`` correlated with b_i (the contextual effect of notebook 03). At
+the default, -0.9 (as in earlier versions of the explorer), pooled OLS mixes a biased between-cluster
+slope into its estimate; at 0 the assumption holds.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ import base64
 import functools
 import html
 import io
+import itertools
 import json
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -70,7 +79,8 @@ __all__ = [
     "figure_caption",
 ]
 
-#: The question's shape and the simulation's fixed settings (the two slider quantities are arguments).
+#: The question's shape and the simulation's fixed settings (the two slider quantities are arguments;
+#: ``share_correlation`` is the third slider, the correlation over clusters of b_i and the stim share).
 QUESTION_SHAPE = {
     "n_obs": 326_362,
     "n_clusters": 24,
@@ -86,12 +96,16 @@ QUESTION_SHAPE = {
 
 #: The label above the kernel-free twin.
 STATIC_NOTE = (
-    "Pre-rendered: this slider works without a kernel. "
+    "Pre-rendered: the sliders here work without a kernel. "
     "The live sliders below need a running Python kernel (JupyterLab)."
 )
 
-#: The live sliders' labels (HTML, shown in full above each slider).
-SLIDER_LABELS = ("between-cluster SD (σ<sub>b</sub>)", "cluster-size imbalance (SD of log n)")
+#: The sliders' labels (HTML, each the slider's description, shown in full beside it).
+SLIDER_LABELS = (
+    "between-cluster SD (σ<sub>b</sub>)",
+    "cluster-size imbalance (SD of log n)",
+    "correlation of cluster effect and stim share (ρ)",
+)
 
 TERM_NAMES = ["Intercept", "condition[T.stim]"]
 
@@ -118,6 +132,8 @@ class SimulatedStats:
     truth : pandas.Series
         The true fixed effects.
     sigma_group, sigma_resid, size_imbalance : float
+    share_correlation : float
+        The correlation over clusters between b_i and the latent stim share (exact in the sample).
     """
 
     stats: SufficientStats
@@ -131,6 +147,7 @@ class SimulatedStats:
     sigma_group: float
     sigma_resid: float
     size_imbalance: float
+    share_correlation: float
 
 
 @functools.lru_cache(maxsize=16)
@@ -149,6 +166,18 @@ def _draws(seed: int, n_clusters: int):
 def _standardise(z: np.ndarray) -> np.ndarray:
     sd = z.std()
     return (z - z.mean()) / (sd if sd > 0 else 1.0)
+
+
+def _with_correlation(z: np.ndarray, noise: np.ndarray, rho: float) -> np.ndarray:
+    """A standardised mix of ``z`` and ``noise`` whose sample correlation with ``z`` is exactly ``rho``.
+
+    The noise is standardised and made orthogonal to ``z`` first, so that rho = 0 means no correlation
+    in these clusters, not only in expectation.
+    """
+    z = _standardise(z)
+    noise = _standardise(noise)
+    noise = _standardise(noise - np.mean(noise * z) * z)
+    return rho * z + np.sqrt(1.0 - rho**2) * noise
 
 
 def _cluster_sizes(z_size, size_imbalance, n_obs, min_size):
@@ -171,8 +200,12 @@ def simulate_question_stats(
 
     The model is y = intercept + slope * stim + b_i + e, with b_i ~ N(0, sigma_group^2) and
     e ~ N(0, sigma_resid^2). Cluster sizes are proportional to exp(size_imbalance * z_i); bigger clusters
-    get lower b_i (``size_correlation``) and a different share of ``stim`` rows (``share_spread``,
-    ``share_correlation``), as in the question, so pooled OLS and the mixed model disagree.
+    get lower b_i (``size_correlation``), as in the question. The share of ``stim`` rows differs between
+    clusters (``share_spread``, on the logit scale) and its latent score has sample correlation
+    ``share_correlation`` with the cluster effects: at the default -0.9, clusters with high b_i have
+    fewer ``stim`` rows. That breaks the random-intercept model's assumption that b_i is independent of
+    the regressors (a contextual effect, notebook 03) and pulls pooled OLS's slope away from the truth;
+    ``share_correlation=0`` keeps the assumption.
 
     Parameters
     ----------
@@ -209,6 +242,9 @@ def simulate_question_stats(
         raise ValueError(f"sigma_group must be >= 0, got {sigma_group!r}.")
     if not (np.isfinite(size_imbalance) and size_imbalance >= 0):
         raise ValueError(f"size_imbalance must be >= 0, got {size_imbalance!r}.")
+    rho_s = float(cfg["share_correlation"])
+    if not (np.isfinite(rho_s) and -1.0 <= rho_s <= 1.0):
+        raise ValueError(f"share_correlation must be between -1 and 1, got {rho_s!r}.")
     n_clusters, n_obs, min_size = int(cfg["n_clusters"]), int(cfg["n_obs"]), int(cfg["min_size"])
     if n_clusters < 2 or n_obs < n_clusters * min_size:
         raise ValueError(
@@ -221,8 +257,7 @@ def simulate_question_stats(
     rho = float(cfg["size_correlation"])
     z_b = rho * z_size + np.sqrt(1.0 - rho**2) * _standardise(draws["z_effect"])
     b = sigma_group * z_b
-    rho_s = float(cfg["share_correlation"])
-    z_s = rho_s * z_b + np.sqrt(1.0 - rho_s**2) * draws["z_share"]
+    z_s = _with_correlation(z_b, draws["z_share"], rho_s)
     share = float(cfg["share_stim"])
     logit = np.log(share / (1.0 - share)) + float(cfg["share_spread"]) * z_s
     n_stim = np.clip(np.rint(sizes / (1.0 + np.exp(-logit))), 1, sizes - 1).astype(np.int64)
@@ -263,6 +298,7 @@ def simulate_question_stats(
         sigma_group=sigma_group,
         sigma_resid=sigma,
         size_imbalance=size_imbalance,
+        share_correlation=rho_s,
     )
 
 
@@ -272,7 +308,7 @@ class ExplorerState:
 
     Attributes
     ----------
-    sigma_group, size_imbalance : float
+    sigma_group, size_imbalance, share_correlation : float
         The slider values.
     term_names : list of str
     thetas : ndarray, shape (T,)
@@ -297,6 +333,7 @@ class ExplorerState:
 
     sigma_group: float
     size_imbalance: float
+    share_correlation: float
     term_names: list
     thetas: np.ndarray
     estimates: np.ndarray
@@ -332,7 +369,7 @@ def explorer_state(
         The SD of log cluster size.
     seed : int, default 0
     **shape
-        Overrides of :data:`QUESTION_SHAPE`.
+        Overrides of :data:`QUESTION_SHAPE`; ``share_correlation`` is the third slider.
 
     Returns
     -------
@@ -367,6 +404,7 @@ def explorer_state(
     return ExplorerState(
         sigma_group=sim.sigma_group,
         size_imbalance=sim.size_imbalance,
+        share_correlation=sim.share_correlation,
         term_names=list(names),
         thetas=parts[0][:, 0],
         estimates=np.column_stack([part[:, 1] for part in parts]),
@@ -686,8 +724,8 @@ def update_explorer(artists: ExplorerArtists, state: ExplorerState) -> None:
     --------
     >>> artists = build_explorer()
     >>> update_explorer(artists, explorer_state(0.31, 1.5, n_obs=2_000))
-    >>> artists.title.get_text()[11:40]
-    '= 0.31, size imbalance 1.50: '
+    >>> artists.title.get_text()[11:50]
+    '= 0.31, size imbalance 1.50, ρ = −0.90:'
     """
     theta_hat = state.theta_hat
     right = 1.05 * max(float(_PATH_THETAS[-1]), theta_hat)
@@ -736,9 +774,10 @@ def update_explorer(artists: ExplorerArtists, state: ExplorerState) -> None:
     ax.set_xticks(ticks, [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}" for v in ticks])
     ax.minorticks_off()
 
+    rho = f"{state.share_correlation:.2f}".replace("-", "−")
     artists.title.set_text(
-        f"$\\sigma_b$ = {state.sigma_group:.2f}, size imbalance {state.size_imbalance:.2f}: "
-        f"ICC {state.icc:.3f}, REML $\\hat\\theta$ = {theta_hat:.3g}"
+        f"$\\sigma_b$ = {state.sigma_group:.2f}, size imbalance {state.size_imbalance:.2f}, "
+        f"ρ = {rho}: ICC {state.icc:.3f}, REML $\\hat\\theta$ = {theta_hat:.3g}"
     )
     artists.numbers.set_text(_numbers_text(state))
 
@@ -779,18 +818,22 @@ def explorer_figure(sigma_group: float, size_imbalance: float, seed: int = 0, **
     return artists.fig
 
 
-def figure_caption(sigma_group: float, size_imbalance: float) -> str:
+def figure_caption(
+    sigma_group: float,
+    size_imbalance: float,
+    share_correlation: float = QUESTION_SHAPE["share_correlation"],
+) -> str:
     """The live explorer's caption: which slider position the figure below the sliders shows.
 
     Examples
     --------
-    >>> figure_caption(0.31, 1.5)[:62]
-    'Explorer figure at sigma_group = 0.31, size_imbalance = 1.50: '
+    >>> figure_caption(0.31, 1.5)[:89]
+    'Explorer figure at sigma_group = 0.31, size_imbalance = 1.50, share_correlation = -0.90: '
     """
     return (
-        f"Explorer figure at sigma_group = {sigma_group:.2f}, size_imbalance = {size_imbalance:.2f}: "
-        "the fixed-effect paths of the intercept and of the condition effect, and the clusters' "
-        "shrinkage and weights."
+        f"Explorer figure at sigma_group = {sigma_group:.2f}, size_imbalance = {size_imbalance:.2f}, "
+        f"share_correlation = {share_correlation:.2f}: the fixed-effect paths of the intercept and of "
+        "the condition effect, and the clusters' shrinkage and weights."
     )
 
 
@@ -886,16 +929,17 @@ def _encode_png(canvas, compress_level: int) -> bytes:
 
 
 class Explorer(ipywidgets.VBox):
-    """Two sliders and an image of the explorer figure at their values.
+    """Three sliders and an image of the explorer figure at their values.
 
     Each slider move runs ``explorer_state`` -> ``LiveFigure.render`` (update the persistent figure,
     encode it) -> the ``image`` widget's value; nothing else.
 
     Attributes
     ----------
-    sigma_label, imbalance_label : ipywidgets.HTML
-        The sliders' labels (:data:`SLIDER_LABELS`), each above its slider.
-    sigma_slider, imbalance_slider : ipywidgets.FloatSlider
+    sigma_slider, imbalance_slider, share_slider : ipywidgets.FloatSlider
+        The between-cluster SD, the cluster-size imbalance and the correlation of the cluster effects
+        with the stim share. Each is named by its ``description`` (:data:`SLIDER_LABELS`), shown in
+        full beside it (``description_width`` ``"initial"``: the label takes the room its text needs).
     image : ipywidgets.Image
         The figure, as PNG.
     caption : ipywidgets.HTML
@@ -910,35 +954,41 @@ class Explorer(ipywidgets.VBox):
         The exception of the latest redraw, if it failed; it is also shown in ``output``.
     """
 
-    def __init__(self, sigma_group, size_imbalance, seed, dpi, continuous_update, **shape):
+    def __init__(
+        self,
+        sigma_group,
+        size_imbalance,
+        share_correlation,
+        seed,
+        dpi,
+        continuous_update,
+        **shape,
+    ):
         self.seed = int(seed)
         self.dpi = dpi
         self.shape = dict(shape)
         self.redraw_count = 0
         self.last_error = None
-        # Each slider's label sits above it, in full: a description beside the slider is cut to a fixed
-        # width (with an ellipsis) whenever the text is longer than the font leaves room for.
-        layout = ipywidgets.Layout(width="420px")
-        self.sigma_label = ipywidgets.HTML(SLIDER_LABELS[0])
-        self.sigma_slider = ipywidgets.FloatSlider(
-            value=sigma_group,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            readout_format=".2f",
-            continuous_update=continuous_update,
-            layout=layout,
-        )
-        self.imbalance_label = ipywidgets.HTML(SLIDER_LABELS[1])
-        self.imbalance_slider = ipywidgets.FloatSlider(
-            value=size_imbalance,
-            min=0.0,
-            max=2.5,
-            step=0.05,
-            readout_format=".2f",
-            continuous_update=continuous_update,
-            layout=layout,
-        )
+
+        def slider(label, value, low, high, step):
+            # The description names the slider; "initial" sizes its label to the text, so that it is
+            # never cut to the default width with an ellipsis.
+            return ipywidgets.FloatSlider(
+                value=value,
+                min=low,
+                max=high,
+                step=step,
+                description=label,
+                description_allow_html=True,
+                readout_format=".2f",
+                continuous_update=continuous_update,
+                style={"description_width": "initial"},
+                layout=ipywidgets.Layout(width="640px", max_width="100%"),
+            )
+
+        self.sigma_slider = slider(SLIDER_LABELS[0], sigma_group, 0.0, 1.0, 0.01)
+        self.imbalance_slider = slider(SLIDER_LABELS[1], size_imbalance, 0.0, 2.5, 0.05)
+        self.share_slider = slider(SLIDER_LABELS[2], share_correlation, -0.9, 0.9, 0.1)
         self.image = ipywidgets.Image(format="png")
         # What the figure shows, in words (an Image widget has no description or tooltip of its own:
         # setting ``tooltip`` on it breaks its view in the browser)
@@ -947,18 +997,22 @@ class Explorer(ipywidgets.VBox):
         self.live = LiveFigure(dpi=dpi)
         super().__init__(
             [
-                self.sigma_label,
                 self.sigma_slider,
-                self.imbalance_label,
                 self.imbalance_slider,
+                self.share_slider,
                 self.image,
                 self.caption,
                 self.output,
             ]
         )
-        self.sigma_slider.observe(self._on_change, names="value")
-        self.imbalance_slider.observe(self._on_change, names="value")
+        for control in (self.sigma_slider, self.imbalance_slider, self.share_slider):
+            control.observe(self._on_change, names="value")
         self.redraw()
+
+    @property
+    def sliders(self) -> tuple:
+        """The three sliders, in the order of :data:`SLIDER_LABELS`."""
+        return self.sigma_slider, self.imbalance_slider, self.share_slider
 
     def _on_change(self, change):
         self.redraw()
@@ -966,16 +1020,19 @@ class Explorer(ipywidgets.VBox):
     def redraw(self):
         """Show the figure at the sliders' current values."""
         self.redraw_count += 1
-        sigma, imbalance = self.sigma_slider.value, self.imbalance_slider.value
+        sigma, imbalance, rho = (control.value for control in self.sliders)
         try:
-            png = self.live.render(explorer_state(sigma, imbalance, self.seed, **self.shape))
+            state = explorer_state(
+                sigma, imbalance, self.seed, **{**self.shape, "share_correlation": rho}
+            )
+            png = self.live.render(state)
         except Exception as exc:  # shown to the reader, never swallowed silently
             self.last_error = exc
             self.output.outputs = (_error_output(exc),)
             return
         self.last_error = None
         self.image.value = png
-        self.caption.value = figure_caption(sigma, imbalance)
+        self.caption.value = figure_caption(sigma, imbalance, rho)
         if self.output.outputs:
             self.output.outputs = ()
 
@@ -984,6 +1041,7 @@ def explorer(
     *,
     sigma_group: float = 0.31,
     size_imbalance: float = 1.5,
+    share_correlation: float = QUESTION_SHAPE["share_correlation"],
     seed: int = 0,
     dpi: int = 90,
     continuous_update: bool = False,
@@ -991,38 +1049,45 @@ def explorer(
 ):
     """The live between-cluster-variance explorer (needs a running Python kernel).
 
-    Two sliders set the between-cluster SD and the cluster-size imbalance of a question-shaped data set
-    (326,362 rows in 24 clusters by default). Each move recomputes the position from simulated sufficient
-    statistics (:func:`explorer_state`, about 10 ms) and updates one persistent figure in place
+    Three sliders set the between-cluster SD, the cluster-size imbalance and the correlation of the
+    cluster effects with the stim share of a question-shaped data set (326,362 rows in 24 clusters by
+    default). Each move recomputes the position from simulated sufficient statistics
+    (:func:`explorer_state`, about 10 ms) and updates one persistent figure in place
     (:func:`update_explorer`) instead of drawing a new one; ``benchmarks/widget_redraw.py`` times both.
 
     Parameters
     ----------
     sigma_group : float, default 0.31
     size_imbalance : float, default 1.5
+    share_correlation : float, default -0.9
+        The correlation over clusters of b_i and the stim share; 0 keeps the model's assumption that
+        the cluster effects are independent of the regressor (see :func:`simulate_question_stats`).
     seed : int, default 0
     dpi : int, default 90
     continuous_update : bool, default False
         Redraw while dragging (True) or on release (False).
     **shape
-        Overrides of :data:`QUESTION_SHAPE`.
+        Overrides of the other settings of :data:`QUESTION_SHAPE`.
 
     Returns
     -------
     ipywidgets.VBox
-        An ``Explorer`` with attributes ``sigma_slider``, ``imbalance_slider`` (each with a label above
-        it), ``image``, ``caption``, ``output``, ``live``, ``redraw_count`` and ``last_error``.
+        An ``Explorer`` with attributes ``sigma_slider``, ``imbalance_slider``, ``share_slider`` (each
+        named by its description), ``image``, ``caption``, ``output``, ``live``, ``redraw_count`` and
+        ``last_error``.
 
     Examples
     --------
     >>> box = explorer(n_obs=2_000)
     >>> box.redraw_count, bytes(box.image.value[:4]) == b"\\x89PNG"
     (1, True)
-    >>> box.sigma_slider.value = 0.5
-    >>> box.redraw_count, box.last_error is None, box.live.state.sigma_group
-    (2, True, 0.5)
+    >>> box.share_slider.value = 0.0
+    >>> box.redraw_count, box.last_error is None, box.live.state.share_correlation
+    (2, True, 0.0)
     """
-    return Explorer(sigma_group, size_imbalance, seed, dpi, continuous_update, **shape)
+    return Explorer(
+        sigma_group, size_imbalance, share_correlation, seed, dpi, continuous_update, **shape
+    )
 
 
 def _palette_png(png: bytes, colors: int = 128) -> bytes:
@@ -1042,6 +1107,9 @@ def _palette_png(png: bytes, colors: int = 128) -> bytes:
     reduced.save(buffer, format="png", optimize=True, pnginfo=info)
     return buffer.getvalue()
 
+
+# The kernel-free sliders' labels: the live sliders' (SLIDER_LABELS), by the key of static_explorer's grid
+_STATIC_LABELS = dict(zip(("sigma", "imbalance", "rho"), SLIDER_LABELS, strict=True))
 
 _STATIC_SCRIPT = """
 (function () {
@@ -1081,79 +1149,106 @@ def static_explorer(
     size_imbalances=None,
     seed: int = 0,
     *,
+    share_correlations=None,
     size_imbalance: float = 1.5,
+    share_correlation: float = QUESTION_SHAPE["share_correlation"],
     default_sigma_group: float = 0.31,
     dpi: int = 100,
     **shape,
 ):
-    """The kernel-free twin of :func:`explorer`: pre-rendered frames behind an HTML range input.
+    """The kernel-free twin of :func:`explorer`: pre-rendered frames behind HTML range inputs.
+
+    One frame per combination of the sliders' values, so the page grows with their product: each frame
+    is about 35 kB.
 
     Parameters
     ----------
     sigma_groups : sequence of float
         The between-cluster SDs of the frames (the first slider).
     size_imbalances : sequence of float, optional
-        A second slider over these imbalances. Without it there is one slider, for sigma_group only, at
-        ``size_imbalance``.
+        A slider over these imbalances. Without it the frames are at ``size_imbalance``.
     seed : int, default 0
+    share_correlations : sequence of float, optional
+        A slider over these correlations of the cluster effects with the stim share (for example
+        ``[-0.9, 0.0]``: as in the live explorer's default, and switched off). Without it the frames
+        are at ``share_correlation``.
     size_imbalance : float, default 1.5
-        The imbalance of the frames when ``size_imbalances`` is None, and the second slider's start.
+        The imbalance of the frames when ``size_imbalances`` is None, and that slider's start.
+    share_correlation : float, default -0.9
+        The correlation of the frames when ``share_correlations`` is None, and that slider's start.
     default_sigma_group : float, default 0.31
         The first slider's start (the closest grid value).
     dpi : int, default 100
         :data:`helpers.plots.FIGURE_DPI`: the frames are 760 pixels wide, shown at their own size in the
-        site's content column. Each frame is stored with a palette of 128 colours (about 35 kB).
+        site's content column. Each frame is stored with a palette of 128 colours.
     **shape
-        Overrides of :data:`QUESTION_SHAPE`.
+        Overrides of the other settings of :data:`QUESTION_SHAPE`.
 
     Returns
     -------
     IPython.display.HTML
         Self-contained (frames embedded as base64 PNG, no external URLs). The range inputs carry the CSS
-        class ``mme-static-slider``, the image ``mme-static-frame``, the value labels
-        ``mme-static-value``; the enclosing ``div`` has a fresh ``id`` on every call.
+        class ``mme-static-slider``, a ``<label>`` and an ``aria-label`` naming them; the image has the
+        class ``mme-static-frame``, the value labels ``mme-static-value``; the enclosing ``div`` has a
+        fresh ``id`` on every call.
 
     Examples
     --------
-    >>> page = static_explorer([0.1, 0.3], n_obs=2_000)
+    >>> page = static_explorer([0.1, 0.3], share_correlations=[-0.9, 0.0], n_obs=2_000)
     >>> page.data.count('class="mme-static-slider"'), "://" in page.data
-    (1, False)
+    (2, False)
     """
     from IPython.display import HTML
 
-    dims = [("between-cluster SD", [float(v) for v in sigma_groups])]
-    if size_imbalances is not None:
-        dims.append(("cluster-size imbalance", [float(v) for v in size_imbalances]))
-    if any(len(values) == 0 for _, values in dims):
+    # (label, values, start) per slider; the frames run over the product, the last slider fastest
+    grid = [("sigma", [float(v) for v in sigma_groups], default_sigma_group)]
+    fixed = []
+    for key, values, value, name in (
+        ("imbalance", size_imbalances, size_imbalance, "cluster-size imbalance"),
+        ("rho", share_correlations, share_correlation, "correlation ρ"),
+    ):
+        if values is None:
+            fixed.append(f"{name} fixed at " + f"{value:.2f}".replace("-", "−"))
+        else:
+            grid.append((key, [float(v) for v in values], value))
+    if any(len(values) == 0 for _, values, _ in grid):
         raise ValueError("Each slider needs at least one value.")
+    keys = [key for key, _, _ in grid]
     frames = []
-    for sigma in dims[0][1]:
-        for imbalance in dims[1][1] if len(dims) > 1 else [size_imbalance]:
-            fig = explorer_figure(sigma, imbalance, seed, **shape)
-            png = _palette_png(figure_to_png(fig, dpi=dpi))
-            frames.append("data:image/png;base64," + base64.b64encode(png).decode())
-    starts = [int(np.argmin(np.abs(np.asarray(dims[0][1]) - default_sigma_group)))]
-    if len(dims) > 1:
-        starts.append(int(np.argmin(np.abs(np.asarray(dims[1][1]) - size_imbalance))))
+    for combination in itertools.product(*(values for _, values, _ in grid)):
+        at = {
+            "imbalance": size_imbalance,
+            "rho": share_correlation,
+            **dict(zip(keys, combination, strict=True)),
+        }
+        fig = explorer_figure(
+            at["sigma"], at["imbalance"], seed, **{**shape, "share_correlation": at["rho"]}
+        )
+        png = _palette_png(figure_to_png(fig, dpi=dpi))
+        frames.append("data:image/png;base64," + base64.b64encode(png).decode())
+    starts = [int(np.argmin(np.abs(np.asarray(values) - start))) for _, values, start in grid]
     index = 0
-    for (_, values), start in zip(dims, starts, strict=True):
+    for (_, values, _), start in zip(grid, starts, strict=True):
         index = index * len(values) + start
     uid = f"mme-static-{uuid.uuid4().hex[:12]}"
-    shown = [[f"{v:.2f}" for v in values] for _, values in dims]
+    shown = [[f"{v:.2f}".replace("-", "−") for v in values] for _, values, _ in grid]
     controls = []
-    for d, ((name, values), start) in enumerate(zip(dims, starts, strict=True)):
+    for d, (key, start) in enumerate(zip(keys, starts, strict=True)):
+        label = _STATIC_LABELS[key]
+        plain = html.escape(re.sub(r"<[^>]+>", "", label), quote=True)
         controls.append(
             f'<div class="mme-static-control" style="margin:0.2em 0">'
-            f'<label for="{uid}-slider{d}" style="display:inline-block;min-width:12em">{name}</label> '
+            f'<label for="{uid}-slider{d}" style="display:inline-block;min-width:20em">{label}</label> '
             f'<input type="range" class="mme-static-slider" id="{uid}-slider{d}" data-dim="{d}" '
-            f'min="0" max="{len(values) - 1}" step="1" value="{start}" style="vertical-align:middle"> '
+            f'aria-label="{plain}" min="0" max="{len(grid[d][1]) - 1}" step="1" value="{start}" '
+            f'style="vertical-align:middle"> '
             f'<output class="mme-static-value" for="{uid}-slider{d}">{shown[d][start]}</output></div>'
         )
-    fixed = "" if len(dims) > 1 else f" (cluster-size imbalance fixed at {size_imbalance:.2f})"
+    fixed_note = f" ({'; '.join(fixed)})" if fixed else ""
     alt = "Explorer figure: fixed-effect paths, shrinkage and OLS versus mixed-model estimates"
     body = (
         f'<div class="mme-static-explorer" id="{uid}" style="font-family:sans-serif">'
-        f'<p class="mme-static-note"><em>{html.escape(STATIC_NOTE)}</em>{html.escape(fixed)}</p>'
+        f'<p class="mme-static-note"><em>{html.escape(STATIC_NOTE)}</em>{html.escape(fixed_note)}</p>'
         + "".join(controls)
         + f'<img class="mme-static-frame" data-frame="{index}" src="{frames[index]}" '
         f'alt="{alt}" style="max-width:100%;height:auto">'

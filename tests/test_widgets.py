@@ -131,6 +131,32 @@ def test_common_random_numbers_across_slider_values():
     )
 
 
+def test_share_correlation_is_exact_in_the_clusters_and_moves_only_the_shares():
+    """The third slider sets the sample correlation of b_i and the latent stim score; the same clusters,
+    effects and cell noise are reused, only the split of each cluster into unstim and stim changes."""
+    base = simulate_question_stats(0.31, 1.5, seed=5)
+    shares = {}
+    for rho in (-0.9, -0.4, 0.0, 0.5, 0.9):
+        sim = simulate_question_stats(0.31, 1.5, seed=5, share_correlation=rho)
+        assert sim.share_correlation == rho
+        np.testing.assert_array_equal(sim.stats.counts, base.stats.counts)
+        np.testing.assert_array_equal(sim.cluster_effects, base.cluster_effects)
+        share = sim.cell_counts[:, 1] / sim.cell_counts.sum(axis=1)
+        # the logit link and rounding to whole rows leave the observed correlation within 0.02 of rho
+        assert np.corrcoef(share, sim.cluster_effects)[0, 1] == pytest.approx(rho, abs=0.02)
+        shares[rho] = share
+    assert not np.array_equal(shares[0.0], shares[-0.9])
+    # the default is the question-like -0.9 (the explorer's setting before the slider existed)
+    assert QUESTION_SHAPE["share_correlation"] == -0.9
+    np.testing.assert_array_equal(
+        base.cell_counts,
+        simulate_question_stats(0.31, 1.5, seed=5, share_correlation=-0.9).cell_counts,
+    )
+    for bad in (-1.5, 1.01, float("nan")):
+        with pytest.raises(ValueError, match="share_correlation"):
+            simulate_question_stats(0.31, 1.5, share_correlation=bad)
+
+
 def test_zero_imbalance_gives_equal_sizes_and_bad_values_fail():
     sim = simulate_question_stats(0.3, 0.0, **SMALL)
     assert sim.stats.counts.max() - sim.stats.counts.min() <= 1
@@ -156,6 +182,7 @@ def test_explorer_figure_draws_the_fit_of_its_position():
     ]
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:3])
     assert "0.40" in fig._suptitle.get_text() and "1.00" in fig._suptitle.get_text()
+    assert "ρ = −0.90" in fig._suptitle.get_text()
     # two rows at the site's width (shown unshrunk), legends outside the panels, ± explained
     assert tuple(fig.get_size_inches()) == (MAX_FIGURE_WIDTH, 7.0)
     key = fig.axes[3]
@@ -345,17 +372,17 @@ def test_live_explorer_redraws_on_each_slider_move():
     box = explorer(sigma_group=0.31, size_imbalance=1.5, **SMALL)
     assert box.redraw_count == 1 and box.last_error is None
     assert box.children == (
-        box.sigma_label,
         box.sigma_slider,
-        box.imbalance_label,
         box.imbalance_slider,
+        box.share_slider,
         box.image,
         box.caption,
         box.output,
     )
+    assert box.sliders == box.children[:3]
     first = bytes(box.image.value)
     assert first.startswith(PNG_MAGIC) and box.image.format == "png"
-    assert box.caption.value == figure_caption(0.31, 1.5)
+    assert box.caption.value == figure_caption(0.31, 1.5, QUESTION_SHAPE["share_correlation"])
 
     _move(box, box.sigma_slider, 0.6)
     second = bytes(box.image.value)
@@ -363,21 +390,33 @@ def test_live_explorer_redraws_on_each_slider_move():
     assert "sigma_group = 0.60, size_imbalance = 1.50" in box.caption.value
 
     _move(box, box.imbalance_slider, 0.5)
-    assert bytes(box.image.value) != second
+    third = bytes(box.image.value)
+    assert third != second
     assert box.live.state.sigma_group == 0.6 and box.live.state.size_imbalance == 0.5
     assert "sigma_group = 0.60, size_imbalance = 0.50" in box.caption.value
+
+    # the correlation slider: switched off, the figure changes and says so
+    assert box.share_slider.value == QUESTION_SHAPE["share_correlation"]
+    _move(box, box.share_slider, 0.0)
+    assert bytes(box.image.value) != third
+    assert box.live.state.share_correlation == 0.0
+    assert "share_correlation = 0.00" in box.caption.value
+    assert "ρ = 0.00" in box.live.artists.title.get_text()
 
 
 def test_live_explorer_widgets_have_only_traits_their_browser_views_know():
     """ipywidgets' browser views read ``description`` for a tooltip: an Image has none, so a tooltip on
-    it breaks the view ("Failed to create view", tests/test_lab_browser.py); labels are shown in full
-    above the sliders, not as descriptions cut to a fixed width."""
+    it breaks the view ("Failed to create view", tests/test_lab_browser.py). Each slider is named by
+    its description, sized to its text ("initial") so that it is never cut off (checked in the browser
+    by tests/test_lab_browser.py)."""
     box = explorer(**SMALL)
     box.sigma_slider.value = 0.5
     assert box.image.tooltip is None
-    assert [box.sigma_label.value, box.imbalance_label.value] == list(SLIDER_LABELS)
-    for slider in (box.sigma_slider, box.imbalance_slider):
-        assert slider.description == ""
+    assert [slider.description for slider in box.sliders] == list(SLIDER_LABELS)
+    for slider in box.sliders:
+        assert slider.description_allow_html  # σ<sub>b</sub>
+        assert slider.style.description_width == "initial"
+    assert box.share_slider.min < 0 < box.share_slider.max
 
 
 def test_live_redraw_shows_what_explorer_figure_draws():
@@ -387,13 +426,15 @@ def test_live_redraw_shows_what_explorer_figure_draws():
     for slider, value in [
         (box.sigma_slider, 0.6),
         (box.imbalance_slider, 0.5),
+        (box.share_slider, 0.0),
         (box.sigma_slider, 0.0),
         (box.imbalance_slider, 2.5),
+        (box.share_slider, 0.5),
         (box.sigma_slider, 0.15),
     ]:
         _move(box, slider, value)
-        sigma, imbalance = box.sigma_slider.value, box.imbalance_slider.value
-        pure = explorer_figure(sigma, imbalance, seed=3, **SMALL)
+        sigma, imbalance, rho = (control.value for control in box.sliders)
+        pure = explorer_figure(sigma, imbalance, seed=3, share_correlation=rho, **SMALL)
         _assert_same_data(box.live.artists.fig, pure)
         np.testing.assert_array_equal(
             _pixels(bytes(box.image.value)), _pixels(figure_to_png(pure, dpi=box.dpi))
@@ -436,7 +477,7 @@ def test_live_explorer_shows_a_failing_redraw_and_recovers(monkeypatch):
     box.sigma_slider.value = 0.5
     assert box.redraw_count == 2
     assert isinstance(box.last_error, RuntimeError)
-    assert box.caption.value == figure_caption(0.31, 1.5)  # describes the figure still shown
+    assert box.caption.value == figure_caption(0.31, 1.5, -0.9)  # describes the figure still shown
     (output,) = box.output.outputs
     assert output["output_type"] == "error" and output["ename"] == "RuntimeError"
     assert bytes(box.image.value) == shown  # the last good figure stays
@@ -491,6 +532,27 @@ def test_static_explorer_two_sliders():
     # the start frame is the grid point closest to the defaults (0.3, 1.5): index 1 * 2 + 1
     assert 'data-frame="3"' in page
     assert f'src="{frames[3]}"' in page
+
+
+def test_static_explorer_correlation_slider_and_accessible_names():
+    page = static_explorer([0.1, 0.3], share_correlations=[-0.9, 0.0], **SMALL).data
+    frames = _frames(page)
+    assert len(frames) == 4 and len(set(frames)) == 4
+    assert page.count('class="mme-static-slider"') == 2
+    # frames run over sigma, then rho: frame 2 * i + j is sigma i at rho j, as the same figure draws it
+    expected = static_explorer([0.3], share_correlation=0.0, **SMALL).data
+    assert _frames(expected) == [frames[3]]
+    # the start is (0.31 -> 0.3, -0.9): frame 2
+    assert 'data-frame="2"' in page
+    assert json.dumps(["−0.90", "0.00"]) in page
+    assert "cluster-size imbalance fixed at 1.50" in page
+    # each range input is named twice over: by its <label for=...> and by an aria-label
+    for label in (SLIDER_LABELS[0], SLIDER_LABELS[2]):
+        plain = re.sub(r"<[^>]+>", "", label)
+        assert f'aria-label="{plain}"' in page
+        assert f">{label}</label>" in page
+    ids = re.findall(r'<input type="range" class="mme-static-slider" id="([^"]+)"', page)
+    assert len(ids) == 2 and all(f'<label for="{i}"' in page for i in ids)
 
 
 def test_static_explorer_one_slider_unique_ids_modest_size():
