@@ -559,7 +559,7 @@ def ols_result(
         params=pd.Series(np.asarray(beta, dtype=float), index=names, name="estimate"),
         bse=pd.Series(np.sqrt(np.diag(cov)), index=names, name="std_error"),
         cov_params=pd.DataFrame(cov, index=names, columns=names),
-        sigma2=sigma2,
+        sigma2_resid=sigma2,
         n_obs=n_obs,
         df_resid=df_resid,
         n_dropped=n_dropped,

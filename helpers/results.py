@@ -4,6 +4,14 @@ Results never change after they are made: every field is set once by :mod:`helpe
 Series and DataFrames are handed out as copies (:class:`PandasCopies`), so changing what a reader got
 never changes the result. Methods that compute more (intervals, tests, predictions) return new objects
 and leave the result as it was.
+
+One name per idea, in every result:
+
+- ``sigma2_resid``: the residual variance (:attr:`OlsResult.sigma2_resid`, :attr:`LmmResult.sigma2_resid`);
+- ``sigma``: the residual standard deviation, the square root of ``sigma2_resid``, as lme4's ``sigma()``
+  and ``confint`` name it (the column ``sigma`` of bootstrap and profile intervals);
+- ``sigma2_group`` and ``sigma_group``: the between-cluster variance and standard deviation of a random
+  intercept (with random slopes, the variances and covariances are in ``varcorr``).
 """
 
 from __future__ import annotations
@@ -166,8 +174,9 @@ class OlsResult(PandasCopies):
     params, bse : pandas.Series
         Coefficients and their classical standard errors.
     cov_params : pandas.DataFrame
-    sigma2 : float
-        Residual variance, RSS / (N - p).
+    sigma2_resid : float
+        Residual variance, RSS / (N - p), as :attr:`LmmResult.sigma2_resid`. ``sigma2`` is its former
+        name, kept as a deprecated alias.
     n_obs, df_resid, n_dropped : int
     resid : ndarray
         Residuals, in the order of the rows used.
@@ -183,7 +192,7 @@ class OlsResult(PandasCopies):
     params: pd.Series
     bse: pd.Series
     cov_params: pd.DataFrame
-    sigma2: float
+    sigma2_resid: float
     n_obs: int
     df_resid: int
     n_dropped: int
@@ -193,6 +202,16 @@ class OlsResult(PandasCopies):
     bse_cluster: pd.Series | None = None
     cov_cluster: pd.DataFrame | None = None
     n_clusters: int | None = None
+
+    @property
+    def sigma2(self) -> float:
+        """Deprecated alias of :attr:`sigma2_resid` (the residual variance)."""
+        warnings.warn(
+            "OlsResult.sigma2 is renamed sigma2_resid (the name LmmResult uses)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.sigma2_resid
 
     @property
     def tvalues(self) -> pd.Series:
@@ -216,7 +235,7 @@ class OlsResult(PandasCopies):
             "Coefficients:",
             _fmt_table(rows, ["", "Estimate", "Std. Error", "t value", "Pr(>|t|)"]),
             "",
-            f"Residual standard error: {_sig(np.sqrt(self.sigma2), 4)} on {self.df_resid} degrees of freedom",
+            f"Residual standard error: {_sig(np.sqrt(self.sigma2_resid), 4)} on {self.df_resid} degrees of freedom",
         ]
         if self.n_dropped:
             out.append(f"  ({self.n_dropped} observations deleted due to missingness)")

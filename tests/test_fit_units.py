@@ -701,3 +701,14 @@ def test_decompose_refuses_random_slopes_in_one_line(frame):
     design = build_design(frame, "y ~ x + (1 + x | g)", random_slopes=True)
     _data_error(lambda: decompose(design), "random intercept only", "fit_lmm")
     assert fit_lmm(design).theta.shape == (3,)
+
+
+def test_ols_residual_variance_is_sigma2_resid_and_sigma2_is_a_deprecated_alias(frame):
+    ols = fit_ols(frame, "y ~ x")
+    lmm = fit_lmm(frame, "y ~ x + (1 | g)")
+    rss = float(np.sum(ols.resid**2))
+    assert ols.sigma2_resid == pytest.approx(rss / ols.df_resid, rel=1e-12)
+    assert hasattr(lmm, "sigma2_resid")  # one name for the residual variance in both results
+    with pytest.warns(DeprecationWarning, match="sigma2_resid"):
+        alias = ols.sigma2
+    assert alias == ols.sigma2_resid
