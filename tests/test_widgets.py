@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 
 import matplotlib
 import matplotlib.legend
@@ -19,7 +20,11 @@ import scipy.stats  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import helpers.widgets as widgets  # noqa: E402
-from helpers.decompose import fixed_effect_path, large_theta_limit  # noqa: E402
+from helpers.decompose import (  # noqa: E402
+    fixed_effect_path,
+    large_theta_limit,
+    within_between_blend,
+)
 from helpers.fit import fit_lmm, fit_lmm_from_stats, fit_ols  # noqa: E402
 from helpers.plots import (  # noqa: E402
     FIGURE_DPI,
@@ -28,6 +33,7 @@ from helpers.plots import (  # noqa: E402
     figure_to_png,
     png_text,
 )
+from helpers.seed import seed_question  # noqa: E402
 from helpers.widgets import (  # noqa: E402
     QUESTION_SHAPE,
     SLIDER_LABELS,
@@ -571,3 +577,111 @@ def test_static_explorer_one_slider_unique_ids_modest_size():
 def test_static_explorer_rejects_an_empty_grid():
     with pytest.raises(ValueError, match="at least one value"):
         static_explorer([], **SMALL)
+
+
+# --- notebook 04's claims about the correlation slider --------------------------------------------------
+
+NOTEBOOK_04 = Path(__file__).resolve().parents[1] / "notebooks" / "04_fixed_effect_path.ipynb"
+SLOPE = "condition[T.stim]"
+
+
+def _notebook_04_prose() -> str:
+    cells = json.loads(NOTEBOOK_04.read_text(encoding="utf-8"))["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def _quoted(value: float, digits: int) -> str:
+    """A number as the notebook's prose writes it: fixed digits, a typographic minus."""
+    return f"{value:.{digits}f}".replace("-", "−")
+
+
+def _slope_parts(rho, seed=0):
+    """As notebook 04's cell: the stim effect's within, between and OLS parts, lmer and the truth."""
+    sim = simulate_question_stats(0.31, 1.5, seed, share_correlation=rho)
+    blend = within_between_blend(sim.stats, 0.0, sim.term_names)
+    fit = fit_lmm_from_stats(sim.stats, sim.term_names)
+    return sim, blend, fit
+
+
+def test_notebook_04_correlation_numbers_on_one_data_set():
+    """Section 5, "An assumption broken on purpose": the numbers quoted for seed 0."""
+    prose = _notebook_04_prose()
+    sim, blend, fit = _slope_parts(-0.9)
+    # pooled OLS is the blend at theta = 0: within slope plus a tiny weight on a huge between slope
+    assert blend.beta[SLOPE] == pytest.approx(sim.stats.beta_ols[1], rel=1e-9)
+    between, weight = blend.beta_between[SLOPE], blend.weight_between.loc[SLOPE, SLOPE]
+    assert round(between) == -24 and "(about −24)" in prose
+    assert 1e-4 < weight < 1e-3 and "a few parts in ten thousand" in prose
+    for value in (blend.beta[SLOPE], fit.fe_params[SLOPE], sim.truth[SLOPE]):
+        assert _quoted(value, 3) in prose
+    assert (
+        f"OLS's `stim` effect to {_quoted(blend.beta[SLOPE], 3)} while `lmer` reports "
+        f"{_quoted(fit.fe_params[SLOPE], 3)} and the truth is {_quoted(sim.truth[SLOPE], 3)}"
+    ) in prose
+    # "a gap in the same direction and of the same size as the question's"
+    df = seed_question()
+    q_ols = fit_ols(df, "pSHP2 ~ condition").params.iloc[1]
+    q_lmm = fit_lmm(df, "pSHP2 ~ condition + (1 | cluster)").fe_params[SLOPE]
+    assert f"(`lm` {_quoted(q_ols, 3)}, `lmer` {_quoted(q_lmm, 3)})" in prose
+    gap, q_gap = blend.beta[SLOPE] - fit.fe_params[SLOPE], q_ols - q_lmm
+    assert gap < 0 and q_gap < 0 and 0.5 < gap / q_gap < 2
+
+    # rho = 0: uncorrelated in the clusters, but the size-weighted between slope is +7.8 here
+    sim0, blend0, fit0 = _slope_parts(0.0)
+    share = sim0.cell_counts[:, 1] / sim0.cell_counts.sum(axis=1)
+    assert abs(np.corrcoef(share, sim0.cluster_effects)[0, 1]) < 0.02
+    assert f"it comes out at +{blend0.beta_between[SLOPE]:.1f}" in prose
+    ols0 = blend0.beta[SLOPE]
+    assert f"OLS slope ({_quoted(ols0, 3)}) is off on the other side" in prose
+    truth = sim0.truth[SLOPE]
+    assert (ols0 - truth) * (blend.beta[SLOPE] - truth) < 0  # the other side of the truth
+    # "while lmer has not moved" (to the printed digits), and the within slope is the same
+    assert _quoted(fit0.fe_params[SLOPE], 3) == _quoted(fit.fe_params[SLOPE], 3)
+    assert blend0.beta_within[SLOPE] == pytest.approx(blend.beta_within[SLOPE], abs=1e-4)
+
+
+def test_notebook_04_correlation_numbers_over_data_sets():
+    """Section 5: means and SDs over 200 data sets at rho = -0.9 and 0, as the notebook's cell."""
+    prose = _notebook_04_prose()
+    results = {}
+    for rho in (-0.9, 0.0):
+        ols, lmm, ols_se = [], [], []
+        for seed in range(200):
+            sim = simulate_question_stats(0.31, 1.5, seed, share_correlation=rho)
+            ols.append(sim.stats.beta_ols[1])
+            lmm.append(fit_lmm_from_stats(sim.stats, sim.term_names).fe_params[SLOPE])
+            if seed == 0:
+                ols_se = widgets.explorer_state(0.31, 1.5, seed, share_correlation=rho).ols_se[1]
+        results[rho] = np.array(ols), np.array(lmm), ols_se
+    truth = QUESTION_SHAPE["slope"]
+    (ols_c, lmm_c, se_c), (ols_0, lmm_0, se_0) = results[-0.9], results[0.0]
+    # "the mixed model's stim effect averages -0.098, the truth, at both settings"
+    assert _quoted(lmm_c.mean(), 3) == _quoted(lmm_0.mean(), 3) == _quoted(truth, 3)
+    assert f"averages {_quoted(truth, 3)}, the truth, at both settings" in prose
+    # "OLS averages -0.111 with rho = -0.9, about 5 times its own standard error (0.0026) from the truth"
+    assert f"OLS averages {_quoted(ols_c.mean(), 3)} with" in prose
+    assert f"({se_c:.4f})" in prose and f"{se_0:.4f}" == f"{se_c:.4f}"
+    assert round((truth - ols_c.mean()) / se_c) == 5 and "about 5 times" in prose
+    assert f"and {_quoted(ols_0.mean(), 3)} with $\\rho = 0$" in prose
+    assert _quoted(ols_0.mean(), 3) == _quoted(truth, 3)
+    # "an SD of 0.0045 across data sets, 1.7 times the standard error OLS reports"
+    sd = ols_0.std(ddof=1)
+    assert f"an SD of {sd:.4f} across data sets, {sd / se_0:.1f} times" in prose
+    assert sd / se_0 > 1.3
+
+
+def test_notebook_04_things_to_try_with_the_correlation_off():
+    """Section 5 and exercise 3: with rho = 0 and equal cluster sizes, OLS and the mixed model agree on
+    both coefficients; with rho = 0 alone only the OLS end of the stim effect's path moves."""
+    prose = _notebook_04_prose()
+    assert "set both $\\rho$ and the imbalance to 0: OLS and the mixed model now agree" in prose
+    state = widgets.explorer_state(0.31, 0.0, 0, share_correlation=0.0)
+    assert np.all(np.abs(state.ols - state.fe_params) < 0.1 * state.bse)
+    default = widgets.explorer_state(
+        0.31, 0.0, 0
+    )  # exercise 3: at rho = -0.9 the stim effects differ
+    assert abs(default.ols[1] - default.fe_params[1]) > 2 * default.bse[1]
+    on, off = (widgets.explorer_state(0.31, 1.5, 0, share_correlation=r) for r in (-0.9, 0.0))
+    assert abs(on.ols[1] - off.ols[1]) > 2 * on.ols_se[1]  # the left end moves
+    assert abs(on.limit[1] - off.limit[1]) < 0.1 * on.bse[1]  # the right end stays put
+    assert abs(on.fe_params[1] - off.fe_params[1]) < 0.1 * on.bse[1]
