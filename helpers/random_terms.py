@@ -59,6 +59,7 @@ __all__ = [
     "expand_bars",
     "build_random_effects",
     "block_sums",
+    "distinct_rows",
     "varcorr_frame",
     "SUPPORTED",
     "SINGULAR_TOL",
@@ -304,7 +305,93 @@ def _grouped(codes: np.ndarray, weights: np.ndarray | None, n_groups: int) -> np
     return np.bincount(codes, weights=weights, minlength=n_groups)
 
 
-def block_sums(Z, X, y, codes, n_groups: int, r_factor, beta_ols) -> tuple[Blocks, Response]:
+#: The cell path (:func:`distinct_rows`) is taken when clusters x distinct rows of [X Z] are at most
+#: this share of the rows; otherwise the sums are taken row by row.
+CELL_SHARE = 0.5
+
+#: Fixed weights of the projection that labels the distinct rows (any generic values do).
+_HASH_WEIGHTS = np.random.default_rng(20240611).uniform(1.0, 2.0, 64)
+
+
+def distinct_rows(X, Z, n_groups: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's distinct row of [X Z] ("cell") and the first row of each cell, or None.
+
+    When every predictor of X and Z is categorical, [X Z] has only a few distinct rows, and all rows of
+    one cluster x cell combination share their rows of X and Z: the block sums then follow from the
+    count and the sum of the residual per combination (as :func:`helpers.design.cell_sufficient_stats`
+    does for the random intercept). The rows are labelled by a fixed linear projection of [X Z],
+    factorised in one hash pass; the labelling is then checked column by column (each row must equal
+    its cell's row exactly), so a collision of the projection can only send the sums down the row path.
+
+    Returns None when the cluster x cell combinations could exceed ``CELL_SHARE`` of the rows (numeric
+    predictors), or when the check fails.
+
+    Examples
+    --------
+    >>> X = np.column_stack([np.ones(6), [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]])
+    >>> cell_id, first = distinct_rows(X, X[:, :1], 1)
+    >>> cell_id.tolist(), first.tolist()
+    ([0, 1, 1, 0, 1, 0], [0, 1])
+    """
+    n, p = X.shape
+    q = Z.shape[1]
+    limit = int(CELL_SHARE * n) // max(n_groups, 1)
+    if limit < 1 or p + q > len(_HASH_WEIGHTS):
+        return None
+    projection = X @ _HASH_WEIGHTS[:p] + Z @ _HASH_WEIGHTS[p : p + q]
+    cell_id, uniques = pd.factorize(projection)
+    if len(uniques) > limit:
+        return None
+    cell_id = cell_id.astype(np.int64, copy=False)
+    # pandas numbers the cells in order of first appearance
+    running = np.maximum.accumulate(cell_id)
+    first = np.flatnonzero(np.concatenate([[True], running[1:] > running[:-1]]))
+    for matrix in (X, Z):
+        rows = matrix[first]
+        for k in range(matrix.shape[1]):
+            if not np.array_equal(rows[:, k][cell_id], matrix[:, k]):
+                return None
+    return cell_id, first
+
+
+def _cell_block_sums(Z, X, e, codes, n_groups: int, r_factor, cells):
+    """:func:`block_sums` by cluster x cell combination: two grouped sums over the rows."""
+    cell_id, first = cells
+    n_cells = len(first)
+    key = codes * n_cells + cell_id
+    size = n_groups * n_cells
+    count = np.bincount(key, minlength=size)
+    sum_e = np.bincount(key, weights=e, minlength=size)
+    used = np.flatnonzero(count)
+    group, cell = used // n_cells, used % n_cells
+    m = count[used].astype(float)
+    z = Z[first][cell]  # (K, q): each combination's row of Z
+    qrow = scipy.linalg.solve_triangular(r_factor, X[first].T, trans="T", lower=False).T[cell]
+    se = sum_e[used]
+    q, p = Z.shape[1], X.shape[1]
+
+    def grouped(weights):
+        return np.bincount(group, weights=weights, minlength=n_groups)
+
+    ztz = np.empty((n_groups, q, q))
+    for a in range(q):
+        for b in range(a, q):
+            ztz[:, a, b] = grouped(m * z[:, a] * z[:, b])
+            ztz[:, b, a] = ztz[:, a, b]
+    ztx = np.empty((n_groups, q, p))
+    zty = np.empty((n_groups, q))
+    for a in range(q):
+        for k in range(p):
+            ztx[:, a, k] = grouped(m * z[:, a] * qrow[:, k])
+        zty[:, a] = grouped(z[:, a] * se)
+    xtx = (qrow * m[:, None]).T @ qrow
+    xty = qrow.T @ se
+    return ztz, ztx, zty, xtx, xty
+
+
+def block_sums(
+    Z, X, y, codes, n_groups: int, r_factor, beta_ols, cells=None
+) -> tuple[Blocks, Response]:
     """The kernel's input for any q from rows, in one pass of grouped sums.
 
     Parameters
@@ -317,6 +404,10 @@ def block_sums(Z, X, y, codes, n_groups: int, r_factor, beta_ols) -> tuple[Block
     r_factor, beta_ols : ndarray
         R (X = Q R) and the OLS coefficients (from :class:`helpers.design.SufficientStats`): the sums are
         of Q = X R^{-1} and e = y - X beta_ols.
+    cells : tuple of ndarray, optional
+        :func:`distinct_rows` of X and Z: the sums are then taken per cluster x cell combination (two
+        grouped sums over the rows instead of one per element of the blocks); the same numbers up to
+        rounding.
 
     Returns
     -------
@@ -339,8 +430,16 @@ def block_sums(Z, X, y, codes, n_groups: int, r_factor, beta_ols) -> tuple[Block
     beta_ols = np.asarray(beta_ols, dtype=float)
     n, q = Z.shape
     p = X.shape[1]
-    qmat = scipy.linalg.solve_triangular(r_factor, X.T, trans="T", lower=False).T
+    codes = np.asarray(codes)
     e = y - X @ beta_ols
+    if cells is not None:
+        ztz, ztx, zty, xtx, xty = _cell_block_sums(Z, X, e, codes, n_groups, r_factor, cells)
+        blocks = Blocks(ztz=ztz, ztx=ztx, xtx=xtx, n_obs=n, r_factor=r_factor)
+        resp = Response(zty=zty, xty=xty, yty=np.asarray(float(e @ e)), beta_ols=beta_ols)
+        for value in (ztz, ztx, zty):
+            value.setflags(write=False)
+        return blocks, resp
+    qmat = scipy.linalg.solve_triangular(r_factor, X.T, trans="T", lower=False).T
     ones = [bool(np.all(Z[:, a] == 1.0)) for a in range(q)]
 
     def times(a, values):
@@ -370,7 +469,7 @@ def block_sums(Z, X, y, codes, n_groups: int, r_factor, beta_ols) -> tuple[Block
     return blocks, resp
 
 
-def _check_support(names, Z, codes, n_groups: int, group: str, n_obs: int) -> None:
+def _check_support(names, Z, codes, n_groups: int, group: str, n_obs: int, cells=None) -> None:
     q = len(names)
     if q * n_groups >= n_obs:
         raise DataError(
@@ -385,9 +484,17 @@ def _check_support(names, Z, codes, n_groups: int, group: str, n_obs: int) -> No
             f"{q} x {q} covariance matrix needs at least {q + 1} groups to be estimated: drop a random "
             "slope, or use the uncorrelated form '(x || g)'."
         )
-    counts = np.bincount(codes, minlength=n_groups).astype(float)
+    if cells is None:
+        weights, rows, z_rows = None, codes, Z
+    else:  # one entry per cluster x cell combination, weighted by its rows
+        cell_id, first = cells
+        key = codes * len(first) + cell_id
+        weights = np.bincount(key, minlength=n_groups * len(first)).astype(float)
+        used = np.flatnonzero(weights)
+        weights, rows, z_rows = weights[used], used // len(first), Z[first][used % len(first)]
+    counts = np.bincount(rows, weights=weights, minlength=n_groups).astype(float)
     for a, name in enumerate(names):
-        z = Z[:, a]
+        z = z_rows[:, a]
         scale = float(np.max(np.abs(z))) if len(z) else 0.0
         if scale == 0.0:
             raise DataError(
@@ -396,9 +503,10 @@ def _check_support(names, Z, codes, n_groups: int, group: str, n_obs: int) -> No
             )
         if np.all(z == z[0]):
             continue  # an intercept
-        mean = np.bincount(codes, weights=z, minlength=n_groups) / counts
-        deviation = z - mean[codes]
-        within = float(deviation @ deviation)
+        zw = z if weights is None else z * weights
+        mean = np.bincount(rows, weights=zw, minlength=n_groups) / counts
+        deviation = z - mean[rows]
+        within = float(deviation @ (deviation if weights is None else deviation * weights))
         if within <= n_obs * (1e-10 * scale) ** 2:
             raise DataError(
                 f"The random slope of {name!r} is on a variable that is constant within every group "
@@ -448,8 +556,9 @@ def build_random_effects(model: Formula, frame: pd.DataFrame, keep, X, y, codes,
     Z = np.ascontiguousarray(np.hstack(columns))
     names = [n for term in terms for n in term.names]
     n_groups = stats.n_groups
-    _check_support(names, Z, codes, n_groups, group, len(y))
-    blocks, resp = block_sums(Z, X, y, codes, n_groups, stats.r_factor, stats.beta_ols)
+    cells = distinct_rows(X, Z, n_groups)
+    _check_support(names, Z, codes, n_groups, group, len(y), cells)
+    blocks, resp = block_sums(Z, X, y, codes, n_groups, stats.r_factor, stats.beta_ols, cells)
     blocks._cache("r_inv", lambda: stats.r_inverse)
     Z.setflags(write=False)
     return RandomEffects(group=group, terms=tuple(terms), Z=Z, blocks=blocks, response=resp)

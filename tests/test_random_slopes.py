@@ -257,6 +257,52 @@ def test_a_factor_slope_and_a_factor_without_intercept():
     assert cell.criterion == pytest.approx(fit.criterion, abs=1e-6)
 
 
+def test_block_sums_by_cells_equal_the_sums_over_rows():
+    from helpers.design import build_design
+    from helpers.random_terms import block_sums, distinct_rows
+
+    rng = np.random.default_rng(8)
+    n, groups = 3_000, 40
+    g = rng.integers(0, groups, n)
+    arm = rng.choice(["a", "b", "c"], n)
+    y = (
+        1e6
+        + rng.normal(size=n)
+        + rng.normal(size=groups)[g]
+        + (arm == "b") * rng.normal(size=groups)[g]
+    )
+    df = pd.DataFrame({"y": y, "arm": arm, "g": g})
+    design = build_design(df, "y ~ arm + (1 + arm | g)", random_slopes=True)
+    rows = design.rows
+    Z, stats = design.random.Z, design.stats
+    cells = distinct_rows(rows.X, Z, stats.n_groups)
+    assert cells is not None and len(cells[1]) == 3
+    by_cells = block_sums(
+        Z, rows.X, rows.y, rows.group_codes, stats.n_groups, stats.r_factor, stats.beta_ols, cells
+    )
+    by_rows = block_sums(
+        Z, rows.X, rows.y, rows.group_codes, stats.n_groups, stats.r_factor, stats.beta_ols
+    )
+    for a, b in zip(by_cells, by_rows, strict=True):
+        for name in ("ztz", "ztx", "xtx", "zty", "xty", "yty"):
+            if hasattr(a, name):
+                np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-9)
+    # a numeric predictor has as many distinct rows as rows: the row path
+    x = rng.normal(size=n)
+    assert distinct_rows(np.column_stack([np.ones(n), x]), np.ones((n, 1)), groups) is None
+
+
+def test_a_factor_slope_constant_within_every_group_is_refused_on_the_cell_path():
+    rng = np.random.default_rng(9)
+    g = np.repeat(np.arange(20), 15)
+    kind = np.where(g % 2 == 0, "p", "r")  # one level per group
+    df = pd.DataFrame({"y": rng.normal(size=300), "kind": kind, "g": g})
+    with pytest.raises(
+        DataError, match="'kindr' is on a variable that is constant within every group"
+    ):
+        fit_lmm(df, "y ~ kind + (1 + kind | g)")
+
+
 # ---- bad input ------------------------------------------------------------------------------------------
 def _one_line_error(call, *fragments):
     with pytest.raises(DataError) as info:
