@@ -1224,13 +1224,28 @@ def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None, fre
         values, grads = value_and_gradient(blocks, resp, points, reml, free)
         return np.atleast_1d(values), np.atleast_2d(grads)
 
-    x, value, n_points, ok = _newton(batch, x0, lower)
-    count[0] += n_points
-    if ok:
-        return x0, _snap_to_bounds(x, diag, fun, fun_grad, bounds), count[0], True, "Newton"
+    # Quasi-Newton first (one point per evaluation), without the bounds: the criterion depends on T
+    # only through T T', so flipping the sign of a column of T changes nothing, and a step across a
+    # bound of 0 is a step to the mirror image (where a bounded search would stop, as the gradient
+    # vanishes at 0 in a diagonal element of T's last column). The columns are then flipped to a
+    # diagonal >= 0, and the Newton iterations, whose difference Hessian costs 2 k gradients, only
+    # finish (a few iterations) or step off a saddle at a bound.
     first = scipy.optimize.minimize(
         fun_grad,
         x0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 2000},
+    )
+    start = _positive_diagonal(np.asarray(first.x, dtype=float), free, q)
+    x, value, n_points, ok = _newton(batch, start, lower)
+    count[0] += n_points
+    if ok:
+        x = _snap_to_bounds(x, diag, fun, fun_grad, bounds)
+        return x0, x, count[0], True, "L-BFGS-B + Newton"
+    first = scipy.optimize.minimize(
+        fun_grad,
+        first.x,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
@@ -1253,6 +1268,15 @@ def _optimize_vector(blocks: Blocks, resp: Response, reml: bool, start=None, fre
             best = polish
     x = _snap_to_bounds(np.asarray(best.x, dtype=float), diag, fun, fun_grad, bounds)
     return x0, x, count[0], bool(best.success), method
+
+
+def _positive_diagonal(x: np.ndarray, free: np.ndarray, q: int) -> np.ndarray:
+    """The same T T' with T's diagonal >= 0: each column with a negative diagonal element flipped."""
+    full = expand_theta(x, free, q)
+    rows, cols = _lower_index(q)
+    diagonal = full[rows == cols]  # T's diagonal, column by column
+    signs = np.where(diagonal < 0, -1.0, 1.0)
+    return (full * signs[cols])[free]
 
 
 def _snap_to_bounds(x, diag, fun, fun_grad, bounds):
