@@ -20,6 +20,7 @@ import io
 from dataclasses import dataclass
 
 import matplotlib.figure
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -202,11 +203,80 @@ def png_text(png: bytes) -> dict:
         return dict(image.text)
 
 
+class ThetaTicks(matplotlib.ticker.Locator):
+    """Major ticks of a symlog theta axis: 0, then the powers of ten from ``linthresh`` upward.
+
+    matplotlib's own symlog locator also puts decades inside the linear part ``[0, linthresh]``, where
+    they crowd the ``0`` label (``0`` and ``10^-3`` printed over each other). Here no decade lies below
+    ``linthresh``, and the decades are thinned (every second, third ...) when, at the axis's drawn
+    size, neighbouring labels would come closer than :data:`TICK_LABEL_EMS` font sizes. The spacing is
+    measured when the axis is drawn, so it holds after a layout engine has resized the axes.
+
+    Examples
+    --------
+    >>> for width in (6.0, 2.0):
+    ...     fig, ax = new_figure(figsize=(width, 1.5))
+    ...     _symlog_theta(ax, [0.0, 0.01, 0.1, 1.0, 10.0, 100.0])
+    ...     print([f"{t:g}" for t in ax.xaxis.get_major_locator()()])
+    ['0', '0.01', '0.1', '1', '10', '100']
+    ['0', '1', '100']
+    """
+
+    def __init__(self, linthresh: float) -> None:
+        self.linthresh = float(linthresh)
+
+    def __call__(self):
+        vmin, vmax = self.axis.get_view_interval()
+        return self.tick_values(vmin, vmax)
+
+    def _pixels(self, values) -> np.ndarray | None:
+        """The display x (or y) of ``values`` on this axis, or None before the axis has a size."""
+        axis = getattr(self, "axis", None)
+        axes = getattr(axis, "axes", None)
+        if axes is None or axes.bbox.width <= 1:
+            return None
+        along_x = axis is axes.xaxis
+        points = np.column_stack([values, values])
+        shown = axes.transData.transform(points)
+        return shown[:, 0] if along_x else shown[:, 1]
+
+    def _min_gap(self) -> float:
+        axis = self.axis
+        size = axis.majorTicks[0].label1.get_fontsize()  # the ticks' style, without locating them
+        return float(size) * TICK_LABEL_EMS * axis.figure.dpi / 72.0
+
+    def tick_values(self, vmin, vmax):
+        low, high = sorted((float(vmin), float(vmax)))
+        first = int(np.ceil(np.log10(self.linthresh) - 1e-9))
+        last = int(np.floor(np.log10(high) + 1e-9)) if high > 0 else first - 1
+        decades = 10.0 ** np.arange(first, last + 1)
+        decades = decades[(decades >= low) & (decades <= high)]
+        zero = [0.0] if low <= 0.0 <= high else []
+        pixels = self._pixels(np.r_[0.0, decades]) if decades.size else None
+        if pixels is not None:
+            gap = self._min_gap()
+            if decades.size > 1:
+                spacing = float(np.abs(np.diff(pixels[1:])).min())
+                step = max(1, int(np.ceil(gap / spacing))) if spacing > 0 else decades.size
+                keep = np.arange(decades.size - 1, -1, -step)[::-1]  # the largest decade stays
+                decades, pixels = decades[keep], np.r_[pixels[0], pixels[1:][keep]]
+            if zero and decades.size and abs(pixels[1] - pixels[0]) < gap:
+                decades = decades[1:]  # too close to the 0 label
+        return np.asarray(zero + [float(d) for d in decades])
+
+
+#: :class:`ThetaTicks` keeps neighbouring tick labels at least this many font sizes apart (centre to
+#: centre): a label such as ``10^-3`` is about 2.4 font sizes wide.
+TICK_LABEL_EMS = 3.2
+
+
 def _symlog_theta(ax, thetas) -> None:
+    """A symlog theta axis from 0 (pooled OLS) to the largest theta, its ticks from :class:`ThetaTicks`."""
     positive = np.asarray(thetas, dtype=float)
     positive = positive[positive > 0]
     linthresh = float(positive.min()) if positive.size else 1.0
     ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
+    ax.xaxis.set_major_locator(ThetaTicks(linthresh))
     ax.set_xlim(0, float(np.max(thetas)) * 1.05 if positive.size else 1.0)
 
 
@@ -576,7 +646,40 @@ def plot_fixed_effect_path(
     return fig
 
 
-def plot_criteria(stats: SufficientStats, *, thetas=None, title: str | None = None):
+#: How far above its minimum each criterion is drawn in the zoomed panel of :func:`plot_criteria`.
+CRITERIA_ZOOM_LEVEL = 6.0
+#: The legend font size (points) of the figures that set it: 9 pt, the project's smallest text.
+LEGEND_FONTSIZE = 9.0
+
+
+def _below_level(stats: SufficientStats, reml: bool, theta_hat: float, level: float):
+    """The theta interval around ``theta_hat`` where the criterion is within ``level`` of its minimum."""
+    import scipy.optimize
+
+    best = float(criterion(stats, theta_hat, reml))
+
+    def rise(t):
+        return float(criterion(stats, t, reml)) - best - level
+
+    low = 0.0
+    if theta_hat > 0 and rise(0.0) > 0:
+        low = scipy.optimize.brentq(rise, 0.0, theta_hat, xtol=1e-10 * max(theta_hat, 1e-12))
+    step = max(theta_hat, 1e-3)
+    high = theta_hat + step
+    for _ in range(60):  # the criterion rises without bound in theta unless the data say otherwise
+        if rise(high) > 0:
+            break
+        step *= 2.0
+        high = theta_hat + step
+    else:
+        return low, high
+    high = scipy.optimize.brentq(rise, theta_hat, high, xtol=1e-10 * high)
+    return low, high
+
+
+def plot_criteria(
+    stats: SufficientStats, *, thetas=None, title: str | None = None, zoom: bool = False
+):
     """The profiled ML deviance and REML criterion against theta, each relative to its minimum.
 
     Parameters
@@ -585,12 +688,17 @@ def plot_criteria(stats: SufficientStats, *, thetas=None, title: str | None = No
     thetas : array_like, optional
         By default :func:`helpers.decompose.default_thetas`, widened to contain both optima.
     title : str, optional
+    zoom : bool, default False
+        Add a second panel, on a linear theta axis, around the two optima: from where the lower
+        curve first comes within :data:`CRITERIA_ZOOM_LEVEL` of its minimum to where the other
+        leaves it. The zoomed range is shaded in the first panel.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One panel; the y axis is symlog so both the neighbourhood of the optima and the far values fit.
-        A dotted line at 3.84 (the 95% point of chi-square with 1 df) marks the profile interval for theta.
+        One panel (two with ``zoom``); the y axis of the first is symlog so both the neighbourhood of
+        the optima and the far values fit. A dotted line at 3.84 (the 95% point of chi-square with
+        1 df) marks the profile interval for theta.
 
     Examples
     --------
@@ -607,11 +715,18 @@ def plot_criteria(stats: SufficientStats, *, thetas=None, title: str | None = No
     else:
         grid = np.asarray(thetas, dtype=float)
     grid = np.unique(np.concatenate([grid, [theta_reml, theta_ml]]))
-    fig, ax = new_figure(figsize=(7.0, 4.5))
-    for reml, theta_hat, name, color, style in (
+    curves = (
         (True, theta_reml, "REML criterion", COLORS["lmm"], "-"),
         (False, theta_ml, "ML deviance", COLORS["ml"], "--"),
-    ):
+    )
+    if zoom:
+        fig, (ax, near) = new_figure(
+            1, 2, figsize=(MAX_FIGURE_WIDTH, 4.9), gridspec_kw={"width_ratios": [3, 2]}
+        )
+    else:
+        fig, ax = new_figure(figsize=(7.0, 4.5))
+        near = None
+    for reml, theta_hat, name, color, style in curves:
         values = criterion(stats, grid, reml)
         best = criterion(stats, theta_hat, reml)
         (line,) = ax.plot(
@@ -634,8 +749,51 @@ def plot_criteria(stats: SufficientStats, *, thetas=None, title: str | None = No
     ax.set_ylim(bottom=-0.05)
     ax.set_xlabel(_theta_label())
     ax.set_ylabel("criterion minus its minimum (symlog axis)")
-    ax.set_title(title or "Profiled ML and REML criteria")
-    ax.legend(fontsize="small")
+    if near is None:
+        ax.set_title(title or "Profiled ML and REML criteria")
+        ax.legend(fontsize=LEGEND_FONTSIZE)
+        fig.set_layout_engine("constrained")
+        return fig
+    ranges = [
+        _below_level(stats, reml, theta_hat, CRITERIA_ZOOM_LEVEL) for reml, theta_hat, *_ in curves
+    ]
+    low = min(r[0] for r in ranges)
+    high = max(r[1] for r in ranges)
+    pad = 0.04 * (high - low)
+    low, high = max(low - pad, 0.0), high + pad
+    fine = np.unique(np.r_[np.linspace(low, high, 241), theta_reml, theta_ml])
+    for reml, theta_hat, _name, color, style in curves:
+        best = criterion(stats, theta_hat, reml)
+        near.plot(
+            fine, criterion(stats, fine, reml) - best, color=color, linestyle=style, linewidth=2
+        )[0].set_gid("criterion_zoom")
+        near.plot(
+            [theta_hat],
+            [0.0],
+            marker="o",
+            color=color,
+            markeredgecolor="black",
+            linestyle="none",
+            markersize=8,
+        )[0].set_gid("optimum_zoom")
+    near.axhline(3.84, color="0.5", linestyle=":")
+    near.set_xlim(low, high)
+    near.set_ylim(-0.3, CRITERIA_ZOOM_LEVEL + 0.5)
+    near.set_xlabel(r"$\theta$ (linear axis, near the optima)")
+    near.set_ylabel("criterion minus its minimum")
+    near.set_title("Zoomed in", fontsize=10)
+    ax.axvspan(low, high, color="0.88", zorder=0, label="the range zoomed in at right").set_gid(
+        "zoom_span"
+    )
+    ax.set_title("All of θ", fontsize=10)
+    fig.suptitle(title or "Profiled ML and REML criteria")
+    fig.legend(
+        *ax.get_legend_handles_labels(),
+        loc="outside lower center",
+        ncol=2,
+        fontsize=LEGEND_FONTSIZE,
+        frameon=False,
+    )
     fig.set_layout_engine("constrained")
     return fig
 
@@ -1400,6 +1558,6 @@ def plot_shrinkage_2d(
     ax.set_xlabel(f"{names[0]}: intercept of each {group}")
     ax.set_ylabel(f"{names[1]}: slope of each {group}")
     ax.set_title(title or f"Shrinkage in two dimensions: each {group}'s intercept and slope")
-    fig.legend(loc="outside lower center", ncol=2, fontsize="small", frameon=False)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=LEGEND_FONTSIZE, frameon=False)
     fig.set_layout_engine("constrained")
     return fig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -176,6 +177,113 @@ def test_criteria_plot_relative_curves_and_optima(dyestuff):
     assert optima[1][0] == pytest.approx(reml_fit.theta, rel=1e-9)
     assert optima[0][1] == 0.0 and optima[1][1] == 0.0
     assert ax.get_legend() is not None
+
+
+def test_criteria_zoom_panel_shows_both_optima_on_a_linear_axis(dyestuff):
+    """The zoomed panel: the same relative curves on a linear theta axis, from where the curves come
+    within the zoom level of their minima to where they leave it, both optima inside."""
+    from helpers.plots import CRITERIA_ZOOM_LEVEL
+
+    d = build_design(dyestuff, "Yield ~ 1 + (1 | Batch)")
+    fig = plot_criteria(
+        d.stats, thetas=np.concatenate([[0.0], np.logspace(-2.5, 1.2, 300)]), zoom=True
+    )
+    _assert_labelled(fig)
+    wide, near = fig.axes
+    assert near.get_xscale() == "linear" and wide.get_xscale() == "symlog"
+    low, high = near.get_xlim()
+    optima = {reml: optimize_theta(d.stats, reml)[0] for reml in (True, False)}
+    assert all(low < t < high for t in optima.values())
+    rises = []
+    for line, reml in zip(_by_gid(near, "criterion_zoom"), (True, False), strict=True):
+        x = line.get_xdata()
+        expected = criterion(d.stats, x, reml) - criterion(d.stats, optima[reml], reml)
+        np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12, atol=1e-9)
+        rises.append(expected)
+    # the range ends where the curves leave the zoom level (4% padding beyond), not further out
+    at_ends = np.max(rises, axis=0)[[0, -1]]
+    assert low == 0.0 or at_ends[0] > CRITERIA_ZOOM_LEVEL
+    assert at_ends[-1] > CRITERIA_ZOOM_LEVEL
+    assert all(r.min() < 1e-9 for r in rises)  # each curve's minimum is drawn
+    (span,) = _by_gid(wide, "zoom_span")
+    assert (span.get_x(), span.get_x() + span.get_width()) == pytest.approx((low, high))
+    assert fig.legends and not wide.get_legend()
+
+
+def _tick_label_boxes(fig, axis):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = axis.get_ticklabels()
+    low, high = sorted(axis.get_view_interval())
+    return [
+        (label.get_text(), label.get_window_extent(renderer))
+        for label, loc in zip(labels, axis.get_majorticklocs(), strict=True)
+        if label.get_visible() and label.get_text() and low <= loc <= high
+    ]
+
+
+def _overlapping_tick_labels(fig):
+    found = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            boxes = _tick_label_boxes(fig, axis)
+            for k, (text, box) in enumerate(boxes):
+                for other, other_box in boxes[k + 1 :]:
+                    if box.overlaps(other_box):
+                        found.append((ax.get_title(), text, other))
+    return found
+
+
+def test_no_two_tick_labels_overlap_on_the_theta_axis_figures(radon, dyestuff):
+    """Issue 15: '0' and '10^-3' were printed over each other (matplotlib's symlog locator puts
+    decades inside the linear part). Every figure with a symlog theta axis, drawn, has no two tick
+    labels whose extents overlap, and no decade tick below the linear threshold."""
+    from helpers.plots import ThetaTicks
+    from helpers.seed import seed_question
+
+    rng = np.random.default_rng(11)
+    frame = radon.assign(arm=rng.choice(["a", "b", "c"], len(radon)))
+    radon_d = build_design(radon, RADON)
+    five = build_design(frame, "log_radon ~ floor + uranium + arm + (1 | county)")
+    question = build_design(seed_question(), "pSHP2 ~ condition + (1 | cluster)")
+    dye = build_design(dyestuff, "Yield ~ 1 + (1 | Batch)")
+    wide_grid = np.concatenate([[0.0], np.logspace(-4.5, 0.7, 300)])
+    figures = {
+        "radon path": plot_fixed_effect_path(radon_d.stats, radon_d.term_names),
+        "five-term path": plot_fixed_effect_path(five.stats, five.term_names),
+        "question path": plot_fixed_effect_path(question.stats, question.term_names),
+        "radon criteria": plot_criteria(radon_d.stats),
+        "radon criteria zoomed": plot_criteria(radon_d.stats, zoom=True),
+        "question criteria zoomed": plot_criteria(question.stats, thetas=wide_grid, zoom=True),
+        "dyestuff criteria": plot_criteria(dye.stats, thetas=np.logspace(-6, 2, 50)),
+    }
+    for name, fig in figures.items():
+        assert not _overlapping_tick_labels(fig), (name, _overlapping_tick_labels(fig))
+        for ax in fig.axes:
+            if ax.get_xscale() != "symlog":
+                continue
+            locator = ax.xaxis.get_major_locator()
+            assert isinstance(locator, ThetaTicks), name
+            ticks = [t for t in ax.xaxis.get_majorticklocs() if t > 0]
+            assert ticks and min(ticks) >= locator.linthresh * (1 - 1e-9), name
+            assert 0.0 in ax.xaxis.get_majorticklocs(), name
+    # the check itself finds overlapping labels: matplotlib's own symlog ticks on the radon path
+    fig = plot_fixed_effect_path(radon_d.stats, radon_d.term_names)
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(
+            matplotlib.ticker.SymmetricalLogLocator(ax.xaxis.get_transform())
+        )
+    assert _overlapping_tick_labels(fig)
+
+
+def test_theta_ticks_thin_the_decades_on_a_narrow_axis():
+    from helpers.plots import _symlog_theta, new_figure
+
+    fig, ax = new_figure(figsize=(1.6, 1.2))
+    _symlog_theta(ax, np.r_[0.0, np.logspace(-6, 2, 30)])
+    locs = [t for t in ax.xaxis.get_major_locator()() if t > 0]
+    assert 2 <= len(locs) < 9 and locs[-1] == 100.0  # not all nine decades; the largest kept
+    assert not _overlapping_tick_labels(fig)
 
 
 # --- caterpillar ---------------------------------------------------------------------------------------
@@ -490,5 +598,6 @@ def test_shrinkage_2d_arrows_and_covariance_ellipse():
     assert "Days" in ax.get_ylabel() and "Subject" in ax.get_xlabel()
     (legend,) = fig.legends  # below the panel, over no data
     assert len(legend.get_texts()) == 5
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 9.0  # the 9 pt rule
     with pytest.raises(ValueError, match="shape"):
         plot_shrinkage_2d(no_pool[:, :1], partial, cov, center)
