@@ -8,6 +8,7 @@ the conditional modes and their covariances with numpy on small simulated data: 
 statistics, no Cholesky blocks.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -330,3 +331,31 @@ def test_vector_optimiser_puts_a_singular_fit_on_the_boundary(reml):
     assert theta[2] == 0.0 and summary.at_bound
     assert summary.criterion <= ref["criterion"] + 1e-6
     np.testing.assert_allclose(theta[:2], list(ref["theta"].values())[:2], rtol=1e-5)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_sums_by_cluster_size_equal_the_sums_over_clusters(reml):
+    # 2,000 clusters of 2 to 9 rows: eight sizes, so the random-intercept path sums by size first
+    rng = np.random.default_rng(21)
+    sizes = rng.integers(2, 10, 2_000)
+    g = np.repeat(np.arange(2_000), sizes)
+    x = rng.normal(size=len(g))
+    y = 5.0 + 0.3 * x + rng.normal(size=2_000)[g] * 0.7 + rng.normal(size=len(g))
+    stats = build_design(pd.DataFrame({"y": y, "x": x, "g": g}), "y ~ x + (1 | g)").stats
+    by_size = kernel.blocks_from_stats(stats)
+    assert by_size[0].size_classes is not None and len(by_size[0].size_classes[1]) == 8
+    plain = kernel.blocks_from_stats(stats)
+    plain = (dataclasses.replace(plain[0]), plain[1])  # a fresh Blocks, its size classes turned off
+    plain[0].__dict__["_cached"] = {"size_classes": ()}
+    assert plain[0].size_classes is None
+    thetas = np.array([[0.0], [0.01], [0.3], [1.0], [40.0], [1e6]])
+    a = kernel.evaluate(*by_size, thetas, reml)
+    b = kernel.evaluate(*plain, thetas, reml)
+    np.testing.assert_allclose(a.criterion, b.criterion, rtol=1e-13)
+    np.testing.assert_allclose(a.delta, b.delta, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        kernel.slope_u(*by_size, thetas, reml), kernel.slope_u(*plain, thetas, reml), rtol=1e-9
+    )
+    theta_a, _ = kernel.optimize(*by_size, reml)
+    theta_b, _ = kernel.optimize(*plain, reml)
+    assert theta_a[0] == pytest.approx(theta_b[0], rel=1e-10)
