@@ -3,7 +3,7 @@
 Each move recomputes everything from simulated sufficient statistics of 326,362 rows in 24 clusters (no
 rows are made), refits the mixed model and recomputes the fixed-effect paths; the live widget then
 updates its one persistent figure in place and encodes it as PNG. The script times, over a sequence of
-moves that alternate between the two sliders:
+moves that cycle through the three sliders:
 
 - compute:         ``explorer_state``: simulated statistics, the REML fit, the paths, the
                    theta -> infinity limits, the per-cluster weights;
@@ -13,12 +13,17 @@ moves that alternate between the two sliders:
                    the PNG to the image widget;
 - for comparison, what a move cost before the figure was kept: a new figure from ``explorer_figure``
   rendered to PNG with default settings (what the static twin still does once per frame);
-- and, to calibrate the machine, an empty figure of the same size and grid rendered to PNG;
+- and, to calibrate the machine, an empty figure of the same size and 2 x 2 grid rendered to PNG;
 - in the browser: JupyterLab started from this environment (127.0.0.1, a token, a scratch configuration)
   shows ``explorer()`` in Debian's headless Chromium, and each slider is moved in turn, by dragging and
   by the arrow keys. The time runs from the mouse release or key press to the moment the widget image
   shows the new figure (its source changes): kernel round trip, redraw, PNG transfer. Goal: a median
   under 150 ms. Skipped, with a note, when Chromium or Playwright is missing (or with ``--no-browser``).
+
+The figure is measured as the explorer draws it: the size of ``build_explorer`` (two rows of panels at
+the site's width) at the live widget's dpi (``explorer``'s default), unless ``--dpi`` says otherwise. The
+moves cycle through the three sliders: the between-cluster SD, the size imbalance and the correlation of
+the cluster effects with the stim share.
 
 It prints the median and the 90th percentile of wall-clock and CPU time, and the load average before
 and after. On a machine shared with other work, wall-clock time includes waiting for a core; CPU time
@@ -37,6 +42,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import tempfile
@@ -50,6 +56,9 @@ from helpers.plots import figure_to_png, new_figure
 
 SIGMAS = [0.05, 0.1, 0.2, 0.31, 0.45, 0.6, 0.8]
 IMBALANCES = [0.5, 1.0, 1.5, 2.0]
+CORRELATIONS = [0.0, -0.5, 0.5, -0.9]
+#: The live widget's dpi: what a reader's JupyterLab shows.
+LIVE_DPI = inspect.signature(widgets.explorer).parameters["dpi"].default
 BUDGET_MS = 100.0
 BROWSER_GOAL_MS = 150.0
 TESTS = Path(__file__).resolve().parents[1] / "tests"
@@ -110,16 +119,13 @@ def browser_redraws(moves: int) -> np.ndarray | str:
 
 
 def _positions(count: int):
-    """Alternate the two sliders: (which, value, sigma_group, size_imbalance) per move."""
-    sigma, imbalance = 0.31, 1.5
+    """Cycle through the three sliders: (which, value, sigma_group, size_imbalance, rho) per move."""
+    at = {"sigma": 0.31, "imbalance": 1.5, "rho": widgets.QUESTION_SHAPE["share_correlation"]}
+    grids = {"sigma": SIGMAS, "imbalance": IMBALANCES, "rho": CORRELATIONS}
     for k in range(count):
-        if k % 2 == 0:
-            which, sigma = "sigma", SIGMAS[(k // 2) % len(SIGMAS)]
-            value = sigma
-        else:
-            which, imbalance = "imbalance", IMBALANCES[(k // 2) % len(IMBALANCES)]
-            value = imbalance
-        yield which, value, sigma, imbalance
+        which = ("sigma", "imbalance", "rho")[k % 3]
+        at[which] = grids[which][(k // 3) % len(grids[which])]
+        yield which, at[which], at["sigma"], at["imbalance"], at["rho"]
 
 
 def _timed(function):
@@ -139,7 +145,9 @@ def _summary(name: str, samples) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=40)
-    parser.add_argument("--dpi", type=int, default=72)
+    parser.add_argument(
+        "--dpi", type=int, default=LIVE_DPI, help=f"default {LIVE_DPI}, the live widget's"
+    )
     parser.add_argument("--browser-moves", type=int, default=24)
     parser.add_argument("--no-browser", action="store_true", help="skip the JupyterLab measurement")
     args = parser.parse_args(argv)
@@ -148,17 +156,25 @@ def main(argv=None) -> dict:
     # warm-up: imports, font cache, first figure
     figure_to_png(widgets.explorer_figure(0.31, 1.5), dpi=args.dpi)
     positions = list(_positions(args.moves))
+    figsize = tuple(widgets.build_explorer(dpi=args.dpi).fig.get_size_inches())
 
     # The three timings are interleaved move by move, so that they share the machine's conditions.
     live = widgets.LiveFigure(dpi=args.dpi)
     box = widgets.explorer(dpi=args.dpi)
     compute, render, moves = [], [], []
-    for which, value, sigma, imbalance in positions:
-        state, wall, cpu = _timed(lambda: widgets.explorer_state(sigma, imbalance))  # noqa: B023
+    sliders = {
+        "sigma": box.sigma_slider,
+        "imbalance": box.imbalance_slider,
+        "rho": box.share_slider,
+    }
+    for which, value, sigma, imbalance, rho in positions:
+        state, wall, cpu = _timed(
+            lambda: widgets.explorer_state(sigma, imbalance, share_correlation=rho)  # noqa: B023
+        )
         compute.append((wall, cpu))
         _, wall, cpu = _timed(lambda: live.render(state))  # noqa: B023
         render.append((wall, cpu))
-        slider = box.sigma_slider if which == "sigma" else box.imbalance_slider
+        slider = sliders[which]
         if slider.value == value:
             continue
         before = box.redraw_count
@@ -169,16 +185,19 @@ def main(argv=None) -> dict:
         moves.append((wall, cpu))
 
     new_figure_moves = []
-    for _, _, sigma, imbalance in positions[: max(10, args.moves // 4)]:
+    for _, _, sigma, imbalance, rho in positions[: max(10, args.moves // 4)]:
         _, wall, cpu = _timed(
-            lambda: figure_to_png(widgets.explorer_figure(sigma, imbalance), dpi=args.dpi)  # noqa: B023
+            lambda: figure_to_png(
+                widgets.explorer_figure(sigma, imbalance, share_correlation=rho),  # noqa: B023
+                dpi=args.dpi,
+            )
         )
         new_figure_moves.append((wall, cpu))
 
     reference = []
     for _ in range(10):
         _, wall, cpu = _timed(
-            lambda: figure_to_png(new_figure(1, 3, figsize=(10.5, 4.2), dpi=args.dpi)[0])
+            lambda: figure_to_png(new_figure(2, 2, figsize=figsize, dpi=args.dpi)[0])
         )
         reference.append((wall, cpu))
     load_after = os.getloadavg()
@@ -187,7 +206,8 @@ def main(argv=None) -> dict:
     sim = widgets.simulate_question_stats()
     print(
         f"explorer redraw at the question's scale: {sim.stats.n_obs:,} rows, "
-        f"{sim.stats.n_groups} clusters; {args.moves} moves; dpi {args.dpi}"
+        f"{sim.stats.n_groups} clusters; {args.moves} moves; figure {figsize[0]:g} x {figsize[1]:g} in "
+        f"at {args.dpi} dpi ({round(figsize[0] * args.dpi)} x {round(figsize[1] * args.dpi)} px)"
     )
     print(
         f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}, "
@@ -197,7 +217,7 @@ def main(argv=None) -> dict:
     print(_summary("update + encode (LiveFigure)", render))
     print(_summary("whole move (live widget)", moves))
     print(_summary("before: new figure + PNG", new_figure_moves))
-    print(_summary("reference: empty 1x3 figure PNG", reference))
+    print(_summary("reference: empty 2x2 figure PNG", reference))
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(not set)')}")
     whole = 1e3 * np.median(moves, axis=0)
     if whole[1] > 1.2 * whole[0]:
