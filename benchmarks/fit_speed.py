@@ -1,32 +1,39 @@
-"""How long does a random-intercept fit take? This package, statsmodels MixedLM and lme4, side by side.
+"""How long does a fit take? This package, statsmodels MixedLM and lme4, side by side, as ratios.
 
-Every fit is a whole call from a DataFrame, the way a reader would make it:
+One run prints every goal of the fit's speed (issues 12 and 13) as a ratio of medians measured in that
+run:
 
-- ``helpers.fit_lmm(df, "y ~ condition + (1 | cluster)")`` (REML);
-- ``statsmodels.formula.api.mixedlm("y ~ condition", df, groups=df["cluster"]).fit()`` (its default,
-  REML);
-- ``lme4::lmer(y ~ condition + (1 | cluster), d)`` (REML), timed inside R with ``system.time`` over
-  repeats; R's start-up and the reading of the CSV file are excluded. lme4 runs only when ``Rscript``
-  is on the PATH.
+- random intercept, ``y ~ condition + (1 | cluster)`` (REML), on question-shaped data
+  (``tests/reference/question_shaped.py``: very unequal clusters, a share of ``stim`` that differs by
+  cluster) at 326,362 rows in 24 clusters: ``fit_lmm`` against one grouped-sum pass (goal: within 2x),
+  statsmodels (goal: at least 50x faster) and lme4 (goal: at least 80x faster);
+- the same model at 1e6 rows in 1e5 clusters: ``fit_lmm`` against the grouped-sum pass (goal: within 4x);
+- the same model at 1e7 rows in 24 clusters: the fit's peak memory above the DataFrame, as a multiple of
+  the DataFrame's size (goal: at most 1.5x), measured with ``tracemalloc`` (numpy and pandas report
+  their buffers to it; the DataFrame is made before tracing starts, so only the fit's own allocations
+  count);
+- random slopes, ``y ~ condition + (1 + condition | cluster)`` at 326,362 rows in 24 clusters, against
+  statsmodels (``re_formula="~condition"``) and lme4 (goal: at least 100x faster than each), and
+  ``y ~ x + (1 + x | g)`` at 1e6 rows in 1e5 clusters (random intercepts and slopes with SDs 0.5 and 0.3,
+  residual SD 1) against lme4 (reported, no goal).
 
-The data are the question's shape (``tests/reference/question_shaped.py``: very unequal clusters, a
-share of ``stim`` that differs by cluster) at 1e4, 1e5, 326,362 and 1e6 rows, with 24 and with 10,000
-clusters. The floor is one grouped-sum pass over the same columns: ``numpy.bincount`` of y and of the
-row counts by cluster x condition, which any method has to do at least once.
+Every fit is a whole call from a DataFrame already in memory, the way a reader makes it:
+``helpers.fit_lmm(df, formula)``; ``statsmodels.formula.api.mixedlm(...).fit()`` (its default, REML);
+``lme4::lmer(formula, d)`` (REML), timed inside R with ``system.time`` over repeats (R's start-up and
+reading the CSV file excluded). The grouped-sum pass ("floor") is what any method has to do at least
+once: factorising the cluster labels (``pandas.factorize``) and three ``numpy.bincount`` s by cluster x
+condition (the row counts, the sums of y and the sums of y^2). A peer that is not installed
+(statsmodels, or R with lme4) is skipped, and the output says so.
 
 Usage::
 
-    python benchmarks/fit_speed.py            # the full table (about 10 to 20 minutes on 2 cores)
-    python benchmarks/fit_speed.py --quick    # 1e4 and 1e5 rows only, fewer repeats
-    python benchmarks/fit_speed.py --slopes   # the random-slope table only (see below)
+    python benchmarks/fit_speed.py            # the goals (about 5 minutes on 2 cores, most of it the peers)
+    python benchmarks/fit_speed.py --table    # the table over sizes (1e4 .. 1e6 rows, 24 and 10,000
+                                              # clusters; about 10 minutes)
+    python benchmarks/fit_speed.py --table --quick   # 1e4 and 1e5 rows only, fewer repeats
 
-``--slopes`` times random-slope fits instead: ``y ~ condition + (1 + condition | cluster)`` on the
-question-shaped data (326,362 rows, 24 clusters) against statsmodels (``re_formula="~condition"``) and
-lme4, and ``y ~ x + (1 + x | g)`` on 1e6 rows in 1e5 clusters (random intercepts and slopes with SDs 0.5
-and 0.3, residual SD 1) against lme4.
-
-Each time is the median over repeats; slow fits are repeated fewer times (see ``--budget``), and a
-statsmodels fit whose time, extrapolated linearly in rows from the previous size, exceeds
+Each time is the median over repeats; slow fits are repeated fewer times (see ``--budget``). In the
+table, a statsmodels fit whose time, extrapolated linearly in rows from the previous size, exceeds
 ``--sm-budget`` seconds is skipped and listed as such. This script is not part of the test run.
 """
 
@@ -43,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -56,36 +64,35 @@ from helpers.data import simulate_clustered  # noqa: E402
 from helpers.fit import fit_lmm  # noqa: E402
 
 FORMULA = "y ~ condition + (1 | cluster)"
+SLOPES = "y ~ condition + (1 + condition | cluster)"
+MANY_SLOPES = "y ~ x + (1 + x | g)"
 SIZES = [10_000, 100_000, 326_362, 1_000_000]
 QUICK_SIZES = [10_000, 100_000]
 CLUSTERS = [24, 10_000]
 
+#: Times one lmer fit per (CSV file, formula) pair in one R session; prints file, median, repeats,
+#: REML criterion, and the second fixed effect.
 R_TIMER = r"""
 args <- commandArgs(trailingOnly = TRUE)
 repeats <- as.integer(args[[1]])
 budget <- as.numeric(args[[2]])
-paths <- args[-(1:2)]
 suppressPackageStartupMessages(library(lme4))
-read <- function(p) {
-  if (requireNamespace("data.table", quietly = TRUE)) {
-    as.data.frame(data.table::fread(p))
-  } else {
-    read.csv(p)
-  }
-}
-for (p in paths) {
-  d <- read(p)
-  d$condition <- factor(d$condition, levels = c("unstim", "stim"))
-  d$cluster <- factor(d$cluster)
+pairs <- matrix(args[-(1:2)], nrow = 2)
+for (k in seq_len(ncol(pairs))) {
+  p <- pairs[1, k]
+  form <- as.formula(pairs[2, k])
+  d <- if (requireNamespace("data.table", quietly = TRUE)) as.data.frame(data.table::fread(p)) else read.csv(p)
+  if ("condition" %in% names(d)) d$condition <- factor(d$condition, levels = c("unstim", "stim"))
+  for (g in intersect(c("cluster", "g"), names(d))) d[[g]] <- factor(d[[g]])
   times <- numeric(0)
   repeat {
     gc()
-    t <- system.time(fit <- suppressMessages(lmer(y ~ condition + (1 | cluster), d)))[["elapsed"]]
+    t <- system.time(fit <- suppressMessages(lmer(form, d)))[["elapsed"]]
     times <- c(times, t)
     if (length(times) >= repeats || sum(times) > budget) break
   }
-  slope <- unname(fixef(fit)[2])
-  cat(sprintf("%s,%.6f,%d,%.15g\n", basename(p), median(times), length(times), slope))
+  cat(sprintf("%s,%.6f,%d,%.15g,%.15g\n", basename(p), median(times), length(times), REMLcrit(fit),
+              unname(fixef(fit)[2])))
 }
 """
 
@@ -105,6 +112,16 @@ def make_data(n_obs: int, n_clusters: int) -> pd.DataFrame:
     return simulate_clustered(**shape)
 
 
+def slope_data(n_obs: int, n_clusters: int) -> pd.DataFrame:
+    """Random intercepts and slopes on a numeric x in many clusters (fixed seed)."""
+    rng = np.random.default_rng(13)
+    g = rng.integers(0, n_clusters, n_obs)
+    x = rng.normal(size=n_obs)
+    b = rng.normal(size=(n_clusters, 2)) * [0.5, 0.3]
+    y = 1.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.normal(size=n_obs)
+    return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
 def time_call(fn, repeats: int, budget: float) -> tuple[float, int, object]:
     """Median wall time of fn() over up to ``repeats`` calls, stopping once ``budget`` s are spent."""
     times, result = [], None
@@ -118,143 +135,80 @@ def time_call(fn, repeats: int, budget: float) -> tuple[float, int, object]:
 
 
 def grouped_sum_floor(df: pd.DataFrame):
-    """One pass: sums of y and row counts by cluster x condition."""
-    cells = (
-        df["cluster"].cat.codes.to_numpy().astype(np.int64) * 2
-        + df["condition"].cat.codes.to_numpy()
+    """One pass: factorise the cluster labels, then counts, sums of y and of y^2 by cluster x condition."""
+    codes, labels = pd.factorize(df["cluster"])
+    cells = codes.astype(np.int64) * 2 + df["condition"].cat.codes.to_numpy()
+    size = 2 * len(labels)
+    y = df["y"].to_numpy()
+    return (
+        np.bincount(cells, minlength=size),
+        np.bincount(cells, weights=y, minlength=size),
+        np.bincount(cells, weights=y * y, minlength=size),
     )
-    size = 2 * len(df["cluster"].cat.categories)
-    return np.bincount(cells, weights=df["y"].to_numpy(), minlength=size), np.bincount(
-        cells, minlength=size
-    )
 
 
-SLOPE_CASES = [
-    ("question", "y ~ condition + (1 + condition | cluster)", 326_362, 24),
-    ("many", "y ~ x + (1 + x | g)", 1_000_000, 100_000),
-]
-
-R_SLOPES = r"""
-args <- commandArgs(trailingOnly = TRUE)
-repeats <- as.integer(args[[1]])
-budget <- as.numeric(args[[2]])
-suppressPackageStartupMessages(library(lme4))
-pairs <- matrix(args[-(1:2)], nrow = 2)
-for (k in seq_len(ncol(pairs))) {
-  p <- pairs[1, k]
-  form <- as.formula(pairs[2, k])
-  d <- if (requireNamespace("data.table", quietly = TRUE)) as.data.frame(data.table::fread(p)) else read.csv(p)
-  if ("condition" %in% names(d)) d$condition <- factor(d$condition, levels = c("unstim", "stim"))
-  for (g in intersect(c("cluster", "g"), names(d))) d[[g]] <- factor(d[[g]])
-  times <- numeric(0)
-  repeat {
-    gc()
-    t <- system.time(fit <- suppressMessages(lmer(form, d)))[["elapsed"]]
-    times <- c(times, t)
-    if (length(times) >= repeats || sum(times) > budget) break
-  }
-  cat(sprintf("%s,%.6f,%d,%.15g\n", basename(p), median(times), length(times), REMLcrit(fit)))
-}
-"""
-
-
-def slope_data(name: str, n_obs: int, n_clusters: int) -> pd.DataFrame:
-    """The data of a random-slope case (fixed seeds)."""
-    if name == "question":
-        return make_data(n_obs, n_clusters)
-    rng = np.random.default_rng(13)
-    g = rng.integers(0, n_clusters, n_obs)
-    x = rng.normal(size=n_obs)
-    b = rng.normal(size=(n_clusters, 2)) * [0.5, 0.3]
-    y = 1.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.normal(size=n_obs)
-    return pd.DataFrame({"y": y, "x": x, "g": g})
-
-
-def run_slopes(args) -> None:
-    """The random-slope table (``--slopes``)."""
-    import statsmodels.formula.api as smf
-
-    use_r = not args.no_r and shutil.which("Rscript") is not None
-    repeats = args.repeats or 3
-    fit_lmm(slope_data("question", 2_000, 24), SLOPE_CASES[0][1])  # warm-up
-    workdir = Path(tempfile.mkdtemp(prefix="fit_speed_slopes_"))
-    rows = []
+def fit_memory(df: pd.DataFrame, formula: str) -> tuple[int, int]:
+    """(peak bytes allocated during fit_lmm(df, formula) above what was allocated before, DataFrame bytes)."""
+    size = int(df.memory_usage(deep=True).sum())
+    gc.collect()
+    tracemalloc.start()
     try:
-        pairs = []
-        for name, formula, n_obs, n_clusters in SLOPE_CASES:
-            df = slope_data(name, n_obs, n_clusters)
-            ours, n_ours, fit = time_call(lambda df=df, f=formula: fit_lmm(df, f), repeats, 60)
-            row = {"case": f"{formula}: {n_obs:,} rows, {n_clusters:,} clusters", "ours": ours}
-            row.update(ours_n=n_ours, criterion=fit.criterion, sm=None, lme4=None)
-            if name == "question" and not args.no_statsmodels:
-
-                def sm_fit(df=df):
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        model = smf.mixedlm(
-                            "y ~ condition", df, groups=df["cluster"], re_formula="~condition"
-                        )
-                        return model.fit()
-
-                row["sm"], row["sm_n"], _ = time_call(sm_fit, 1, 0)
-            if use_r:
-                path = workdir / f"slopes_{name}.csv"
-                df.to_csv(path, index=False)
-                pairs += [str(path), formula]
-                row["csv"] = path.name
-            rows.append(row)
-            print(f"  measured {row['case']}: ours {_fmt(ours)}", file=sys.stderr, flush=True)
-        if use_r and pairs:
-            with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as handle:
-                handle.write(R_SLOPES)
-                script = handle.name
-            try:
-                out = subprocess.run(
-                    ["Rscript", script, str(repeats), str(args.budget), *pairs],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-            finally:
-                os.unlink(script)
-            timings = {}
-            for line in out.strip().splitlines():
-                file, median, count, crit = line.split(",")
-                timings[file] = (float(median), int(count), float(crit))
-            for row in rows:
-                if row.get("csv") in timings:
-                    row["lme4"], row["lme4_n"], row["lme4_crit"] = timings[row["csv"]]
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        fit_lmm(df, formula)
+        peak = tracemalloc.get_traced_memory()[1]
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print("\nMedian wall time of one whole random-slope fit from a DataFrame (REML)")
-    for row in rows:
-        print(
-            f"  {row['case']}\n    fit_lmm {_fmt(row['ours'])} ({row['ours_n']} runs), statsmodels "
-            f"{_fmt(row['sm'])}, lme4 {_fmt(row['lme4'])}; sm/fit_lmm {_ratio(row['sm'], row['ours'])}, "
-            f"lme4/fit_lmm {_ratio(row['lme4'], row['ours'])}"
-        )
-        if "lme4_crit" in row:
-            print(
-                f"    REML criterion: fit_lmm minus lme4 {row['criterion'] - row['lme4_crit']:.2e}"
-            )
+        tracemalloc.stop()
+    return peak - before, size
 
 
-def fit_statsmodels(df: pd.DataFrame):
+def fit_statsmodels(df: pd.DataFrame, slopes: bool = False):
     import statsmodels.formula.api as smf
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return smf.mixedlm("y ~ condition", df, groups=df["cluster"]).fit()
+        extra = {"re_formula": "~condition"} if slopes else {}
+        return smf.mixedlm("y ~ condition", df, groups=df["cluster"], **extra).fit()
 
 
-def run_lme4(paths: list[Path], repeats: int, budget: float) -> dict[str, tuple[float, int, float]]:
-    """Time lmer in one R session; returns {file name: (median s, repeats, slope)}."""
+def _peers(args) -> tuple[bool, bool, list[str]]:
+    """Which peers run: (statsmodels, lme4, lines saying what was skipped and why)."""
+    notes = []
+    use_sm = not args.no_statsmodels
+    if use_sm and importlib.util.find_spec("statsmodels") is None:
+        use_sm = False
+        notes.append("statsmodels: skipped (not installed)")
+    elif not use_sm:
+        notes.append("statsmodels: skipped (--no-statsmodels)")
+    use_r = not args.no_r
+    if not use_r:
+        notes.append("lme4: skipped (--no-r)")
+    elif shutil.which("Rscript") is None:
+        use_r = False
+        notes.append("lme4: skipped (Rscript is not on the PATH)")
+    else:
+        check = subprocess.run(
+            ["Rscript", "-e", "suppressPackageStartupMessages(library(lme4))"],
+            capture_output=True,
+            text=True,
+        )
+        if check.returncode != 0:
+            use_r = False
+            notes.append("lme4: skipped (R has no lme4 package)")
+    return use_sm, use_r, notes
+
+
+def run_lme4(pairs: list[tuple[Path, str]], repeats: int, budget: float) -> dict[str, tuple]:
+    """Time lmer in one R session; returns {file name: (median s, repeats, REML criterion, slope)}."""
+    if not pairs:
+        return {}
     with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as handle:
         handle.write(R_TIMER)
         script = handle.name
     try:
         out = subprocess.run(
-            ["Rscript", script, str(repeats), str(budget), *map(str, paths)],
+            ["Rscript", script, str(repeats), str(budget)]
+            + [item for path, formula in pairs for item in (str(path), formula)],
             check=True,
             capture_output=True,
             text=True,
@@ -263,8 +217,8 @@ def run_lme4(paths: list[Path], repeats: int, budget: float) -> dict[str, tuple[
         os.unlink(script)
     results = {}
     for line in out.strip().splitlines():
-        name, median, count, slope = line.split(",")
-        results[name] = (float(median), int(count), float(slope))
+        name, median, count, crit, slope = line.split(",")
+        results[name] = (float(median), int(count), float(crit), float(slope))
     return results
 
 
@@ -282,43 +236,19 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{a / b:.0f}x" if a / b >= 10 else f"{a / b:.1f}x"
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1e4 and 1e5 rows, fewer repeats")
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="repeats per fit (default 5, quick 3)"
-    )
-    parser.add_argument(
-        "--budget", type=float, default=30.0, help="seconds per timing before stopping repeats"
-    )
-    parser.add_argument(
-        "--sm-budget",
-        type=float,
-        default=None,
-        help="skip a statsmodels fit predicted to take longer (default 150 s, quick 40 s)",
-    )
-    parser.add_argument("--no-statsmodels", action="store_true")
-    parser.add_argument(
-        "--slopes", action="store_true", help="the random-slope table only (see the docstring)"
-    )
-    parser.add_argument("--no-r", action="store_true")
-    args = parser.parse_args(argv)
-    if args.slopes:
-        run_slopes(args)
-        return
-
-    sizes = QUICK_SIZES if args.quick else SIZES
-    repeats = args.repeats or (3 if args.quick else 5)
-    sm_budget = args.sm_budget or (40.0 if args.quick else 150.0)
-    use_r = not args.no_r and shutil.which("Rscript") is not None
-
+def _versions(use_r: bool) -> None:
     import scipy
-    import statsmodels
 
-    print(
+    line = (
         f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"pandas {pd.__version__}, statsmodels {statsmodels.__version__}; {os.cpu_count()} CPUs"
+        f"pandas {pd.__version__}"
     )
+    if importlib.util.find_spec("statsmodels") is not None:
+        import statsmodels
+
+        line += f", statsmodels {statsmodels.__version__}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{line}; {os.cpu_count()} CPUs, load average {load:.2f} at the start")
     if use_r:
         version = subprocess.run(
             ["Rscript", "-e", 'cat(R.version.string, "lme4", format(packageVersion("lme4")))'],
@@ -326,19 +256,181 @@ def main(argv=None) -> None:
             text=True,
         ).stdout
         print(version.strip())
-    else:
-        print("lme4: skipped (Rscript is not on the PATH, or --no-r)")
+
+
+def run_goals(args) -> None:
+    """The default run: every goal as a ratio measured in this run."""
+    use_sm, use_r, notes = _peers(args)
+    _versions(use_r)
+    repeats = args.repeats or 7
+    warm = make_data(2_000, 24)
+    fit_lmm(warm, FORMULA)
+    fit_lmm(warm, SLOPES)
+    if use_sm:
+        fit_statsmodels(warm)
+
+    def say(text):
+        print(f"  {text}", file=sys.stderr, flush=True)
+
+    cases = {}  # name -> dict of measurements
+    workdir = Path(tempfile.mkdtemp(prefix="fit_speed_"))
+    r_pairs = []
+    try:
+        # random intercept, the question's size
+        df = make_data(326_362, 24)
+        case = cases["ri"] = {}
+        case["floor"] = time_call(lambda: grouped_sum_floor(df), 3 * repeats, 5)[0]
+        case["ours"], case["ours_n"], fit = time_call(
+            lambda: fit_lmm(df, FORMULA), repeats, args.budget
+        )
+        case["slope"] = float(fit.fe_params.iloc[1])
+        case["crit"] = fit.criterion
+        if use_sm:
+            case["sm"], case["sm_n"], sm = time_call(
+                lambda: fit_statsmodels(df), max(repeats // 2, 1), args.budget
+            )
+            case["sm_slope"] = float(sm.fe_params.iloc[1])
+        if use_r:
+            path = workdir / "ri.csv"
+            df.to_csv(path, index=False)
+            r_pairs.append((path, FORMULA))
+        say(f"random intercept, 326,362 rows: fit_lmm {_fmt(case['ours'])}")
+
+        # random slopes, the question's size
+        case = cases["rs"] = {}
+        case["ours"], case["ours_n"], fit = time_call(
+            lambda: fit_lmm(df, SLOPES), repeats, args.budget
+        )
+        case["crit"] = fit.criterion
+        if use_sm:
+            case["sm"], case["sm_n"], _ = time_call(lambda: fit_statsmodels(df, slopes=True), 1, 0)
+        if use_r:
+            r_pairs.append((workdir / "ri.csv", SLOPES))
+        say(f"random slopes, 326,362 rows: fit_lmm {_fmt(case['ours'])}")
+        df = None  # freed before the next data set
+
+        # random intercept, many clusters
+        df = make_data(1_000_000, 100_000)
+        case = cases["ri_many"] = {}
+        case["floor"] = time_call(lambda: grouped_sum_floor(df), 3 * repeats, 5)[0]
+        case["ours"], case["ours_n"], _ = time_call(
+            lambda: fit_lmm(df, FORMULA), repeats, args.budget
+        )
+        say(f"random intercept, 1e6 rows in 1e5 clusters: fit_lmm {_fmt(case['ours'])}")
+        df = None  # freed before the next data set
+
+        # random slopes, many clusters
+        df = slope_data(1_000_000, 100_000)
+        case = cases["rs_many"] = {}
+        case["ours"], case["ours_n"], fit = time_call(
+            lambda: fit_lmm(df, MANY_SLOPES), min(repeats, 3), args.budget
+        )
+        case["crit"] = fit.criterion
+        if use_r:
+            path = workdir / "rs_many.csv"
+            df.to_csv(path, index=False)
+            r_pairs.append((path, MANY_SLOPES))
+        say(f"random slopes, 1e6 rows in 1e5 clusters: fit_lmm {_fmt(case['ours'])}")
+        df = None  # freed before the next data set
+
+        # memory at 1e7 rows
+        df = make_data(10_000_000, 24)
+        case = cases["memory"] = {}
+        case["peak"], case["size"] = fit_memory(df, FORMULA)
+        say(f"memory at 1e7 rows: peak {case['peak'] / 2**20:.0f} MiB above the data")
+        df = None  # freed before the next data set
+
+        if use_r:
+            say("timing lme4 in R ...")
+            # one R session per file, so that each formula reads its own file
+            for path, formula in r_pairs:
+                key = "ri" if formula == FORMULA else "rs" if formula == SLOPES else "rs_many"
+                result = run_lme4([(path, formula)], 3, args.budget)[path.name]
+                cases[key]["lme4"], cases[key]["lme4_n"] = result[0], result[1]
+                cases[key]["lme4_crit"], cases[key]["lme4_slope"] = result[2], result[3]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def goal(text: str, value: float | None, target: float, at_most: bool) -> str:
+        if value is None:
+            return f"{text}: - (peer skipped)"
+        met = value <= target if at_most else value >= target
+        sign = "<=" if at_most else ">="
+        shown = f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
+        return f"{text}: {shown} (goal {sign} {target:g}x: {'met' if met else 'NOT met'})"
+
+    def ratio(a, b):
+        return None if a is None or b is None else a / b
+
+    ri, rs, many, rs_many, mem = (
+        cases["ri"],
+        cases["rs"],
+        cases["ri_many"],
+        cases["rs_many"],
+        cases["memory"],
+    )
+    print("\nMedians of whole fits from a DataFrame (REML); ratios of times measured in this run")
+    print(f"\n{FORMULA}: 326,362 rows, 24 clusters")
+    print(
+        f"  floor {_fmt(ri['floor'])}, fit_lmm {_fmt(ri['ours'])} ({ri['ours_n']} runs), statsmodels "
+        f"{_fmt(ri.get('sm'))} ({ri.get('sm_n', 0)}), lme4 {_fmt(ri.get('lme4'))} ({ri.get('lme4_n', 0)})"
+    )
+    print("  " + goal("fit_lmm / floor", ratio(ri["ours"], ri["floor"]), 2, True))
+    print("  " + goal("statsmodels / fit_lmm", ratio(ri.get("sm"), ri["ours"]), 50, False))
+    print("  " + goal("lme4 / fit_lmm", ratio(ri.get("lme4"), ri["ours"]), 80, False))
+    for key, name in (("sm_slope", "statsmodels"), ("lme4_slope", "lme4")):
+        if key in ri:
+            print(f"  |{name}'s stim slope - fit_lmm's|: {abs(ri[key] - ri['slope']):.1e}")
+    print(f"\n{FORMULA}: 1,000,000 rows, 100,000 clusters")
+    print(f"  floor {_fmt(many['floor'])}, fit_lmm {_fmt(many['ours'])} ({many['ours_n']} runs)")
+    print("  " + goal("fit_lmm / floor", ratio(many["ours"], many["floor"]), 4, True))
+    print(f"\n{FORMULA}: 10,000,000 rows, 24 clusters, memory (tracemalloc)")
+    print(
+        f"  DataFrame {mem['size'] / 2**20:.0f} MiB; the fit's peak above it "
+        f"{mem['peak'] / 2**20:.0f} MiB"
+    )
+    print("  " + goal("peak / DataFrame", mem["peak"] / mem["size"], 1.5, True))
+    print(f"\n{SLOPES}: 326,362 rows, 24 clusters")
+    print(
+        f"  fit_lmm {_fmt(rs['ours'])} ({rs['ours_n']} runs), statsmodels {_fmt(rs.get('sm'))} "
+        f"({rs.get('sm_n', 0)}), lme4 {_fmt(rs.get('lme4'))} ({rs.get('lme4_n', 0)})"
+    )
+    print("  " + goal("statsmodels / fit_lmm", ratio(rs.get("sm"), rs["ours"]), 100, False))
+    print("  " + goal("lme4 / fit_lmm", ratio(rs.get("lme4"), rs["ours"]), 100, False))
+    if "lme4_crit" in rs:
+        print(f"  REML criterion, fit_lmm minus lme4: {rs['crit'] - rs['lme4_crit']:.2e}")
+    print(f"\n{MANY_SLOPES}: 1,000,000 rows, 100,000 clusters")
+    print(
+        f"  fit_lmm {_fmt(rs_many['ours'])} ({rs_many['ours_n']} runs), lme4 "
+        f"{_fmt(rs_many.get('lme4'))} ({rs_many.get('lme4_n', 0)}); lme4 / fit_lmm "
+        f"{_ratio(rs_many.get('lme4'), rs_many['ours'])}"
+    )
+    if "lme4_crit" in rs_many:
+        print(f"  REML criterion, fit_lmm minus lme4: {rs_many['crit'] - rs_many['lme4_crit']:.2e}")
+    if use_r:
+        print("\nlme4 is timed inside R: R start-up and reading the CSV are excluded.")
+    for line in notes:
+        print(line)
+
+
+def run_table(args) -> None:
+    """``--table``: the random-intercept fit over sizes and cluster counts."""
+    sizes = QUICK_SIZES if args.quick else SIZES
+    repeats = args.repeats or (3 if args.quick else 5)
+    sm_budget = args.sm_budget or (40.0 if args.quick else 150.0)
+    use_sm, use_r, notes = _peers(args)
+    _versions(use_r)
 
     # warm-up: imports and first-call costs are not part of any timing
     warm = make_data(2_000, 24)
     fit_lmm(warm, FORMULA)
-    if not args.no_statsmodels:
+    if use_sm:
         fit_statsmodels(warm)
 
     rows, skipped = [], []
     last_sm: dict[int, tuple[int, float]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="fit_speed_"))
-    csv_paths = []
+    r_pairs = []
     try:
         for n_clusters in CLUSTERS:
             for n_obs in sizes:
@@ -361,7 +453,7 @@ def main(argv=None) -> None:
                     "sm": None,
                     "lme4": None,
                 }
-                if not args.no_statsmodels:
+                if use_sm:
                     predicted = None
                     if n_clusters in last_sm:
                         prev_n, prev_t = last_sm[n_clusters]
@@ -380,16 +472,16 @@ def main(argv=None) -> None:
                 if use_r:
                     path = workdir / f"q_{n_obs}_{n_clusters}.csv"
                     df.to_csv(path, index=False)
-                    csv_paths.append(path)
+                    r_pairs.append((path, FORMULA))
                     row["csv"] = path.name
                 rows.append(row)
                 print(f"  measured {label}: ours {_fmt(ours)}", file=sys.stderr, flush=True)
-        if use_r and csv_paths:
+        if use_r and r_pairs:
             print("  timing lme4 in R ...", file=sys.stderr, flush=True)
-            timings = run_lme4(csv_paths, repeats, args.budget)
+            timings = run_lme4(r_pairs, repeats, args.budget)
             for row in rows:
                 if row.get("csv") in timings:
-                    row["lme4"], row["lme4_n"], row["lme4_slope"] = timings[row["csv"]]
+                    row["lme4"], row["lme4_n"], _, row["lme4_slope"] = timings[row["csv"]]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -420,9 +512,7 @@ def main(argv=None) -> None:
     ]
     widths = [max(len(line[k]) for line in [header, *table]) for k in range(len(header))]
     print()
-    print(
-        "Median wall time of one whole fit from a DataFrame (REML, y ~ condition + (1 | cluster))"
-    )
+    print(f"Median wall time of one whole fit from a DataFrame (REML, {FORMULA})")
     for line in [header, *table]:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
     print()
@@ -438,10 +528,39 @@ def main(argv=None) -> None:
             print(f"Largest |slope - fit_lmm's slope|, {name}: {max(gaps):.1e}")
     if any(r["lme4"] is not None for r in rows):
         print("lme4 is timed inside R: R start-up and reading the CSV are excluded.")
+    for line in notes:
+        print(line)
     if skipped:
         print("Skipped:")
         for line in skipped:
             print(f"  {line}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--table", action="store_true", help="the random-intercept table over sizes instead"
+    )
+    parser.add_argument("--quick", action="store_true", help="--table: 1e4 and 1e5 rows only")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="repeats per fit (goals 7; table 5, quick 3)"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=30.0, help="seconds per timing before stopping repeats"
+    )
+    parser.add_argument(
+        "--sm-budget",
+        type=float,
+        default=None,
+        help="--table: skip a statsmodels fit predicted to take longer (default 150 s, quick 40 s)",
+    )
+    parser.add_argument("--no-statsmodels", action="store_true")
+    parser.add_argument("--no-r", action="store_true")
+    args = parser.parse_args(argv)
+    if args.table:
+        run_table(args)
+    else:
+        run_goals(args)
 
 
 if __name__ == "__main__":
