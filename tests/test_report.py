@@ -10,6 +10,7 @@ import base64
 import gzip
 import hashlib
 import json
+import math
 import os
 import re
 import struct
@@ -635,6 +636,11 @@ def test_undefined_values_show_as_a_dash_and_figures_carry_their_description(tmp
     text = report.export_html(nb, tmp_path / "f.html", heading="# Report: `data.csv`").read_text()
     assert [alt for alt, _ in _png_images(text)] == ['Figure 9: a "quoted" <panel>.']
     assert "No description has been provided" not in text
+    # on a narrow screen the figure scrolls sideways instead of shrinking below width / 1.5
+    (tag,) = re.findall(r"<img [^>]*>", text)
+    width = struct.unpack(">I", png[16:20])[0]
+    assert f'style="min-width:{math.ceil(width / 1.5)}px"' in tag and tag.count("class=") == 1
+    assert "overflow-x: auto" in text
     assert "Generic title" not in text and "<code>data.csv</code>" in text and "body" in text
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html as html_lib
+import math
 import os
 import re
 import subprocess
@@ -209,6 +210,10 @@ _TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 img.math-inline { vertical-align: middle; }
 span.math-display { display: block; text-align: center; margin: 0.6em 0; }
 .jp-RenderedHTMLCommon table { margin-left: 0; }
+/* A figure never shrinks below its width / MAX_SHRINK (each image's min-width, set when the page is
+   written); on a narrow screen its output box scrolls sideways instead, as on the site. */
+.jp-OutputArea-output { overflow-x: auto; }
+.jp-OutputArea-output img.mme-figure { max-width: 100%; height: auto; }
 </style>
 {%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
@@ -222,6 +227,40 @@ span.math-display { display: block; text-align: center; margin: 0.6em 0; }
 {%- endif -%}
 {%- endblock data_png -%}
 """
+
+#: The most a report figure may be shrunk on a narrow screen (the site's rule, site/static/mme.js).
+MAX_SHRINK = 1.5
+
+_PNG_IMG = re.compile(r'<img ([^>]*)src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+_CLASS = re.compile(r'\bclass="([^"]*)"\s*')
+
+
+def _keep_figures_legible(body: str) -> str:
+    """Give every embedded PNG a ``min-width`` of its own width / :data:`MAX_SHRINK` CSS pixels.
+
+    Examples
+    --------
+    >>> from helpers.plots import figure_to_png, new_figure
+    >>> png = base64.b64encode(figure_to_png(new_figure(figsize=(3.0, 1.0))[0])).decode()
+    >>> _keep_figures_legible(f'<img alt="a" class="" src="data:image/png;base64,{png}">')[:66]
+    '<img class="mme-figure" style="min-width:200px" alt="a" src="data:'
+    """
+
+    def tag(match: re.Match) -> str:
+        attributes, data = match.groups()
+        head = base64.b64decode(data[:44])  # the signature and the IHDR chunk
+        if head[:8] != b"\x89PNG\r\n\x1a\n" or len(head) < 24:
+            return match.group(0)
+        width = int.from_bytes(head[16:20], "big")
+        classes = " ".join(["mme-figure", *_CLASS.findall(attributes)]).strip()
+        attributes = _CLASS.sub("", attributes)
+        return (
+            f'<img class="{classes}" style="min-width:{math.ceil(width / MAX_SHRINK)}px" '
+            f'{attributes}src="data:image/png;base64,{data}"'
+        )
+
+    return _PNG_IMG.sub(tag, body)
+
 
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
 _INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$(?!\$)")
@@ -376,6 +415,7 @@ def export_html(
         body,
         flags=re.S,
     )
+    body = _keep_figures_legible(body)
     found = _EXTERNAL.search(body)
     if found:
         start = max(found.start() - 40, 0)
