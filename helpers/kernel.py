@@ -52,6 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
+from ._blas import single_blas_thread
+
 __all__ = [
     "LOG_2PI",
     "THETA_GRID",
@@ -1376,11 +1378,15 @@ def optimize(blocks: Blocks, resp: Response, reml: bool = True, *, start=None, f
     """Minimise the profiled criterion over theta (diagonal of T >= 0); the one optimiser of the package.
 
     A scalar theta (q = 1) goes through :func:`optimize_batch` (grid, then the root of the analytic slope;
-    exactly 0 on a boundary fit). A vector theta goes through a bounded Newton method (:func:`_newton`:
-    the analytic gradient of :func:`value_and_gradient` and a difference Hessian of it, all points of an
-    iteration in one batched evaluation) from lme4's starting point (T = I); should that not converge,
-    L-BFGS-B with the analytic gradient, polished by Powell's method within the bounds when it did not
-    converge or a diagonal element of T ends next to 0. A vector fit counts as converged when
+    exactly 0 on a boundary fit; with many clusters of shared sizes each theta costs O(distinct sizes),
+    :attr:`Blocks.size_classes`). A vector theta goes from lme4's starting point (T = I) through
+    L-BFGS-B with the analytic gradient of :func:`value_and_gradient`, one point per evaluation and
+    without bounds (T T' does not change when a column of T changes sign; the columns are then flipped
+    to a diagonal >= 0), and a bounded Newton method finishes (:func:`_newton`: the analytic gradient and
+    a difference Hessian of it, which also steps off a saddle at a bound of 0). Should Newton not
+    converge, L-BFGS-B within the bounds, polished by Powell's method when it did not converge or a
+    diagonal element of T ends next to 0. The whole optimisation runs on one BLAS thread (its products
+    are small; :mod:`helpers._blas`). A vector fit counts as converged when
     the method says so or, failing that, when the largest free component of the gradient is below 1e-6
     of the criterion (at least 1e-6): line searches can stall next to the bound at a singular fit.
 
@@ -1412,6 +1418,11 @@ def optimize(blocks: Blocks, resp: Response, reml: bool = True, *, start=None, f
     ([0.0], True, True)
     """
     started = time.perf_counter()
+    with single_blas_thread():  # small products: a second BLAS thread only spins (helpers._blas)
+        return _optimize(blocks, resp, reml, start, free, started)
+
+
+def _optimize(blocks, resp, reml, start, free, started):
     rows, cols = _lower_index(blocks.q)
     if free is not None:
         rows, cols = rows[np.asarray(free)], cols[np.asarray(free)]
