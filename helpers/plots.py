@@ -1362,7 +1362,7 @@ def plot_residuals(fit, *, title: str | None = None):
     Parameters
     ----------
     fit : LmmResult
-        A random-intercept fit with its rows.
+        A fit with its rows; with random slopes, the QQ plot shows the intercepts' conditional modes.
     title : str, optional
 
     Returns
@@ -1433,7 +1433,10 @@ def plot_residuals(fit, *, title: str | None = None):
         else fit.ranef.iloc[:, 0].to_numpy(dtype=float)
     )
     _qq_panel(right, modes, "modes")
-    right.set_ylabel(f"conditional mode b̂ᵢ ({fit.group})")
+    of = (
+        "" if fit.ranef.ndim == 1 else f" of {fit.ranef.columns[0]}"
+    )  # random slopes: the intercept
+    right.set_ylabel(f"conditional mode b̂ᵢ{of} ({fit.group})")
     right.set_title("Conditional modes")
     right.legend(fontsize="small", loc="upper left")
     fig.suptitle(title or f"Residual diagnostics: {fit.formula}")

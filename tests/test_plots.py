@@ -553,6 +553,17 @@ def test_residual_panels_show_residuals_and_both_qq_plots(radon_fit):
     assert abs(np.mean(binned.get_ydata())) < 0.05  # residuals centred over the fitted values
 
 
+def test_residual_panels_accept_a_random_slope_fit(sleepstudy):
+    """Notebook 07 shows the model checks for random slopes too: the modes drawn are the intercepts'."""
+    fit = fit_lmm(sleepstudy, "Reaction ~ Days + (Days | Subject)")
+    fig = plot_residuals(fit)
+    top, _, right = fig.axes
+    np.testing.assert_allclose(_by_gid(top, "residuals")[0].get_offsets()[:, 1], fit.resid())
+    (modes,) = _by_gid(right, "modes")
+    np.testing.assert_allclose(modes.get_offsets()[:, 1], np.sort(fit.ranef.iloc[:, 0]))
+    assert "(Intercept)" in right.get_ylabel()
+
+
 def test_normal_quantiles_are_rs_qqnorm_positions():
     import scipy.stats
 

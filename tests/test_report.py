@@ -333,7 +333,7 @@ def test_report_from_rows(rows_run, files):
     assert result["source"] == "rows"
     assert result["ols"]["params"] == ols.params.to_dict()
     assert result["ols"]["bse"] == ols.bse.to_dict()
-    assert result["ols"]["sigma2"] == ols.sigma2
+    assert result["ols"]["sigma2"] == ols.sigma2_resid
     assert result["lmm"]["method"] == "REML"
     assert result["lmm"]["params"] == lmm.fe_params.to_dict()
     assert result["lmm"]["bse"] == lmm.bse.to_dict()
@@ -385,6 +385,9 @@ def test_report_from_duckdb_matches_rows(rows_run, files, tmp_path):
     compare(rows, duck, "")
     text = _assert_report_html(tmp_path / "big.html")
     assert "never loaded into memory" in text and "skipped" in text
+    # the model checks say why the residual plots are missing, and draw none
+    assert "residual plots need the rows" in text and "Figure 4." not in text
+    assert "Figure 4." in (out / "r.html").read_text()
 
 
 @pytest.mark.slow
@@ -688,7 +691,13 @@ def test_report_reads_well_from_the_command_line(styled_run):
     # each figure has its own description
     assert "No description has been provided" not in text
     images = _png_images(text)
-    assert [alt.split(":")[0] for alt, _ in images] == ["Figure 1", "Figure 2", "Figure 3"]
+    assert [alt.split(":")[0] for alt, _ in images] == [
+        "Figure 1",
+        "Figure 2",
+        "Figure 3",
+        "Figure 4",
+    ]
+    assert "residual diagnostics" in images[3][0] and "Figure 4." in body  # the model checks
     assert "6 panels" in images[1][0] and "arm[T.B]" in images[1][0]
     # the path figure wraps its six panels (3 + 3) instead of one row of six
     png = images[1][1]
@@ -747,7 +756,20 @@ def test_report_fits_random_slopes_and_says_the_decomposition_does_not_apply(tmp
     assert "not a blend of the within and between" in result["decompose"]["note"]
     html = (tmp_path / "r.html").read_text()
     assert "not a blend of the within and between" in html
-    assert "Figure 1:" not in html and "weight_lmm" not in html  # no one-theta figure or weights
+    assert "weight_lmm" not in html  # no one-theta figure or weights
+    # no one-theta figure, and no caption left behind without its figure
+    for gone in (
+        "Figure 1: for each",
+        "Figure 2",
+        "Figure 3",
+        "shrinkage k",
+        "quasi-demeaning factor λ",
+    ):
+        assert gone not in html, gone
+    # the model checks apply to random slopes: the residual plots, as the page's only figure
+    images = _png_images(html)
+    assert [alt.split(":")[0] for alt, _ in images] == ["Figure 1"]
+    assert "residual diagnostics" in images[0][0] and "Figure 1." in html
 
 
 def test_random_slopes_from_a_large_file_are_refused_in_one_line(files, capsys):

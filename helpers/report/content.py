@@ -17,7 +17,7 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 
-from ..decompose import RANDOM_SLOPES_NOTE, Decomposition
+from ..decompose import RANDOM_SLOPES_NOTE, Decomposition, WithinBetweenBlend
 from ..design import Design
 from ..results import LmmResult, OlsResult
 
@@ -35,6 +35,9 @@ __all__ = [
     "show_table",
     "show_figure",
     "figure_alt",
+    "figure_caption",
+    "model_checks",
+    "NO_ROWS_NOTE",
     "explain_moves",
     "warning_list",
     "result_dict",
@@ -387,10 +390,10 @@ def describe_model(
     if (not design.has_rows) if large is None else large:
         text += (
             "\n\nThe sums were computed from the file by DuckDB; its rows were never loaded into "
-            "memory. Everything below comes from those sums, except three row-level checks, which are "
+            "memory. Everything below comes from those sums, except four row-level checks, which are "
             "skipped: the quasi-demeaned refit (the `reconstructed` column comes from the exact "
-            "within/between blend instead), cluster-robust standard errors for pooled OLS, and the "
-            "residual quantiles of the model summary."
+            "within/between blend instead), cluster-robust standard errors for pooled OLS, the "
+            "residual quantiles of the model summary, and the residual plots of the model checks."
         )
     return MarkdownText(text)
 
@@ -423,7 +426,8 @@ def explain_moves(dec: Decomposition) -> MarkdownText:
     - `floor`: pooled OLS -0.6134, mixed model -0.6930 (a move of -0.07960,
     """
     ols, lmm = dec.ols_fit, dec.lmm_fit
-    weight = dec.blend.weight_within
+    blend = dec.blend
+    weight = blend.weight_within
     lines = []
     for term in lmm.fe_params.index:
         b_ols, b_lmm = float(ols.params[term]), float(lmm.fe_params[term])
@@ -438,18 +442,19 @@ def explain_moves(dec: Decomposition) -> MarkdownText:
         if np.isfinite(within):
             text += (
                 f" The within estimate is {_g(within)}; the mixed model puts a weight of {share:.3f} "
-                "on it (the diagonal of $M_W$) and the rest on the between regression of the cluster "
-                "means."
+                "on it (its entry in the blend's matrix of within weights) and the rest on the "
+                "between regression of the cluster means."
             )
         else:
-            weighted = float(dec.blend.beta_between[term])
+            weighted = float(blend.beta_between[term])
             text += (
                 " The within estimator cannot estimate it (it does not vary within clusters), so the "
-                "mixed model estimates it from the cluster means, weighted by $w_i$ rather than by "
-                f"$n_i$: the $w_i$-weighted between regression alone gives {_g(weighted)}"
+                "mixed model estimates it from the cluster means, each weighted by the mixed model's "
+                "cluster weight w\u1d62 = 1 / (between-cluster variance + residual variance / n\u1d62) "
+                "rather than by its row count n\u1d62: that between regression alone gives "
+                f"{_g(weighted)}"
             )
-            if abs(weighted - b_lmm) > 1e-8 * max(abs(b_lmm), 1.0):
-                text += ", and the other terms' within estimates carry it the rest of the way"
+            text += _rest_of_the_way(blend, term, b_lmm, weighted)
             text += "."
         lines.append(text)
     n = dec.lmm_fit.stats.counts.astype(float)
@@ -461,6 +466,44 @@ def explain_moves(dec: Decomposition) -> MarkdownText:
         f"{n.sum() / dec.design_effect:.4g} independent rows would."
     )
     return MarkdownText("\n".join(lines))
+
+
+def _rest_of_the_way(blend: WithinBetweenBlend, term: str, estimate: float, between: float) -> str:
+    """Where a term without a within estimate gets the part of its estimate that the between
+    regression does not give: exactly, since M_W + M_B = I,
+    beta_j - beta_B,j = sum_k (M_W)_jk (beta_W,k - beta_B,k) over the terms k with a within estimate.
+    """
+    gap = estimate - between
+    if abs(gap) <= 1e-8 * max(abs(estimate), 1.0):
+        return ""
+    parts = []
+    for other in blend.beta.index:
+        w = float(blend.weight_within.loc[term, other])
+        within_k = float(blend.beta_within[other])
+        between_k = float(blend.beta_between[other])
+        if not np.isfinite(within_k) or w == 0.0:
+            continue
+        if not np.isfinite(between_k):
+            parts = None
+            break
+        contribution = w * (within_k - between_k)
+        parts.append(
+            f"{markdown_code(other)}: {_g(w, 3)} \u00d7 ({_g(within_k)} \u2212 {_paren(between_k)})"
+            f" = {'+' if contribution >= 0 else ''}{_g(contribution)}"
+        )
+    text = (
+        f". The mixed model's {_g(estimate)} is {'+' if gap >= 0 else ''}{_g(gap)} away from it "
+        "because the blend also moves it by the other terms' within-minus-between gaps, each "
+        "times this term's weight on that term's within estimate"
+    )
+    if parts:
+        text += " (weight \u00d7 (within \u2212 between)): " + "; ".join(parts)
+    return text
+
+
+def _paren(value: float) -> str:
+    """A number for a formula: negative ones in parentheses."""
+    return f"({_g(value)})" if value < 0 else _g(value)
 
 
 def _cell(value: float) -> str:
@@ -536,14 +579,18 @@ def show_figure(figure: matplotlib.figure.Figure, description: str) -> _Describe
     return _DescribedFigure(figure, description)
 
 
-def figure_alt(number: int, design: Design, lmm: LmmResult) -> str:
-    """The description of the report's figure ``number`` (1 pooling, 2 path, 3 profile) for its alt text.
+def figure_alt(number: int, design: Design, lmm: LmmResult, label: int | None = None) -> str:
+    """The description of the report's figure ``number`` (1 pooling, 2 path, 3 profile, 4 residual
+    diagnostics) for its alt text.
 
     Parameters
     ----------
     number : int
     design : helpers.design.Design
     lmm : helpers.results.LmmResult
+    label : int, optional
+        The number the page shows for figure 4 (1 when figures 1 to 3 are not shown); ``number``
+        by default.
 
     Returns
     -------
@@ -562,6 +609,7 @@ def figure_alt(number: int, design: Design, lmm: LmmResult) -> str:
     from ..fit import optimize_theta
 
     stats = design.stats
+    label = number if label is None else label
     if number == 1:
         return (
             f"Figure 1: for each of the {stats.n_groups} clusters of {design.group}, its own level "
@@ -590,7 +638,98 @@ def figure_alt(number: int, design: Design, lmm: LmmResult) -> str:
             f"its minimum; the REML minimum is at theta = {_g(reml)}, the ML minimum at theta = "
             f"{_g(ml)}, and a dotted line at 3.84 marks the 95% profile interval."
         )
-    raise ValueError(f"The report has figures 1 to 3, not {number}.")
+    if number == 4:
+        return (
+            f"Figure {label}: residual diagnostics of the mixed model: above, the residuals of the "
+            f"{stats.n_obs} rows against their fitted values with the mean residual in ten bins; "
+            "below, normal QQ plots of the residuals divided by sigma and of the "
+            f"{stats.n_groups} conditional modes of the {design.group} intercepts."
+        )
+    raise ValueError(f"The report has figures 1 to 4, not {number}.")
+
+
+def figure_caption(number: int, *, label: int | None = None) -> MarkdownText:
+    """The caption printed under the report's figure ``number`` (1 to 4), as Markdown without TeX.
+
+    A caption is printed by the cell that draws its figure, so that when the figure is not drawn
+    (random slopes, or no rows) no caption is left without it. It is written in plain text and
+    Unicode: a notebook output's Markdown is not typeset on every page that shows it.
+
+    Examples
+    --------
+    >>> print(figure_caption(4, label=1)[:45])
+    **Figure 1.** Residual diagnostics. Above, ea
+    """
+    label = number if label is None else label
+    texts = {
+        1: "Each cluster's own level (open circle, no pooling) and the mixed model's (filled circle, "
+        "partial pooling), against cluster size. Small clusters are pulled furthest toward the "
+        "mixed model's overall level; large clusters keep nearly their own level. The dashed line "
+        "is pooled OLS (complete pooling), which large clusters dominate.",
+        2: "Each fixed effect (with a one-standard-error band) as \u03b8, the ratio of the "
+        "between-cluster to the residual standard deviation, grows from 0, where the mixed model "
+        "is pooled OLS, toward the within estimator (at most two panels to a row). The marked "
+        "point is the fitted \u03b8: the whole difference between `lm` and `lmer` is how far along "
+        "this path the data put it.",
+        3: "The profiled REML criterion and ML deviance against \u03b8, each relative to its "
+        "minimum; the right panel zooms in on the two minima with a linear \u03b8 axis. The "
+        "minimum of the REML curve is the fitted \u03b8 (the ML curve's when the model is fitted "
+        "by maximum likelihood: `--ml` on the command line, `reml = False` in this notebook); a "
+        "minimum at \u03b8 = 0 is a singular fit. Where a curve is below the dotted line at 3.84 "
+        "is a 95% profile interval for \u03b8.",
+        4: "Residual diagnostics. Above, each row's residual against its fitted value (fixed "
+        "effects plus its cluster's conditional mode), with the mean residual in ten bins of "
+        "fitted values. Below, normal QQ plots of the residuals divided by \u03c3 (lme4's scaled "
+        "residuals) and of the clusters' conditional modes (of the intercept), each with a line "
+        "through its quartiles.",
+    }
+    if number not in texts:
+        raise ValueError(f"The report has figures 1 to 4, not {number}.")
+    return MarkdownText(f"**Figure {label}.** {texts[number]}")
+
+
+#: What notebook 07 says instead of the residual plots when the design has no rows.
+NO_ROWS_NOTE = (
+    "*The residual plots need the rows themselves, and this design has only the per-cluster sums "
+    "computed from the file (the rows were never loaded), so they are skipped. To see them, run "
+    "the report on a sample of the rows, or without `--large` if the file fits in memory.*"
+)
+
+
+def model_checks(design: Design, lmm: LmmResult, *, label: int = 4) -> list:
+    """What the report's model checks show: the residual diagnostics figure and its caption, or, for
+    a design without rows (a large file read by DuckDB), a sentence saying why they are skipped.
+
+    Parameters
+    ----------
+    design : helpers.design.Design
+    lmm : helpers.results.LmmResult
+    label : int, default 4
+        The figure's number on the page.
+
+    Returns
+    -------
+    list
+        Objects to display, in order.
+
+    Examples
+    --------
+    >>> from helpers.data import load_dataset
+    >>> from helpers.design import build_design
+    >>> from helpers.fit import fit_lmm
+    >>> d = build_design(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)")
+    >>> [type(item).__name__ for item in model_checks(d, fit_lmm(d))]
+    ['_DescribedFigure', 'MarkdownText']
+    """
+    if not design.has_rows or lmm.design is None:
+        return [MarkdownText(NO_ROWS_NOTE)]
+    from ..plots import plot_residuals
+
+    figure = plot_residuals(lmm, title=f"Residual diagnostics: {one_line(design.formula)}")
+    return [
+        show_figure(figure, figure_alt(4, design, lmm, label=label)),
+        figure_caption(4, label=label),
+    ]
 
 
 def warning_list(design: Design, lmm: LmmResult) -> MarkdownText:
@@ -698,7 +837,7 @@ def result_dict(design: Design, dec: Decomposition | Comparison) -> dict:
         "ols": {
             "params": _floats(ols.params),
             "bse": _floats(ols.bse),
-            "sigma2": _float(ols.sigma2),
+            "sigma2": _float(ols.sigma2_resid),
         },
         "lmm": fit,
         "decompose": blend,
