@@ -636,17 +636,42 @@ def _solve_lower_small(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 #: out (vectorised over clusters and thetas) instead of numpy's batched LAPACK calls.
 SMALL_Q = 4
 
+#: From this many small matrices in a batch, their products are written out (:func:`_mm`).
+_MM_BATCH = 512
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for large batches of small matrices (inner size up to SMALL_Q), written out element by
+    element and vectorised over the batch: numpy's matmul takes about 50 ns per 2 x 2 product, five
+    times the written-out sums. Small batches, large matrices and vectors go to matmul."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim < 2 or b.ndim < 2:
+        return a @ b
+    n, k, r = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if k > SMALL_Q or n * r > SMALL_Q * SMALL_Q or int(np.prod(batch)) < _MM_BATCH:
+        return a @ b
+    out = np.empty(batch + (n, r))
+    for i in range(n):
+        for j in range(r):
+            acc = a[..., i, 0] * b[..., 0, j]
+            for m in range(1, k):
+                acc = acc + a[..., i, m] * b[..., m, j]
+            out[..., i, j] = acc
+    return out
+
 
 def _parts_general(blocks: Blocks, resp: Response, theta: np.ndarray):
     """Any q: A, b, r2 before the fixed effects are removed, and sum_i log det M_i."""
     q = blocks.q
     t = theta_to_factor(theta, q)[..., None, :, :]  # (..., 1, q, q)
     tt = np.swapaxes(t, -1, -2)
-    m = tt @ blocks.ztz @ t + np.eye(q)  # (..., J, q, q)
+    m = _mm(_mm(tt, blocks.ztz), t) + np.eye(q)  # (..., J, q, q)
     if q <= SMALL_Q:
         chol = _chol_small(m)  # M >= I, always positive definite
-        p_mat = _solve_lower_small(chol, tt @ blocks.ztx)  # (..., J, q, p)
-        c_vec = _solve_lower_small(chol, tt @ resp.zty[..., None])[..., 0]  # (..., J, q)
+        p_mat = _solve_lower_small(chol, _mm(tt, blocks.ztx))  # (..., J, q, p)
+        c_vec = _solve_lower_small(chol, _mm(tt, resp.zty[..., None]))[..., 0]  # (..., J, q)
     else:
         chol = np.linalg.cholesky(m)  # M >= I, always positive definite
         p_mat = np.linalg.solve(chol, tt @ blocks.ztx)  # (..., J, q, p)
@@ -789,7 +814,7 @@ def _inverse_small(chol: np.ndarray) -> np.ndarray:
     q = chol.shape[-1]
     eye = np.broadcast_to(np.eye(q), chol.shape)
     l_inv = _solve_lower_small(chol, eye) if q <= SMALL_Q else np.linalg.inv(chol)
-    return np.swapaxes(l_inv, -1, -2) @ l_inv
+    return _mm(np.swapaxes(l_inv, -1, -2), l_inv)
 
 
 def value_and_gradient(blocks: Blocks, resp: Response, theta, reml: bool = True, free=None):
@@ -830,18 +855,18 @@ def value_and_gradient(blocks: Blocks, resp: Response, theta, reml: bool = True,
     t = theta_to_factor(full, q)[..., None, :, :]  # (..., 1, q, q)
     tt = np.swapaxes(t, -1, -2)
     g = blocks.ztz
-    m = tt @ g @ t + np.eye(q)
+    m = _mm(_mm(tt, g), t) + np.eye(q)
     chol = _chol_small(m) if q <= SMALL_Q else np.linalg.cholesky(m)
-    tm = t @ _inverse_small(chol)  # T M^{-1}, (..., J, q, q)
-    k = tm @ tt
-    rho = resp.zty - (blocks.ztx @ ev.delta[..., None, :, None])[..., 0]  # (..., J, q)
+    tm = _mm(t, _inverse_small(chol))  # T M^{-1}, (..., J, q, q)
+    k = _mm(tm, tt)
+    rho = resp.zty - _mm(blocks.ztx, ev.delta[..., None, :, None])[..., 0]  # (..., J, q)
     scale = (blocks.dof(reml) / ev.r2)[..., None, None, None]
     s = scale * (rho[..., :, None] * rho[..., None, :])
     if reml:
-        fa = blocks.ztx @ ev.a_inv[..., None, :, :]
-        s = s + fa @ np.swapaxes(blocks.ztx, -1, -2)
-    gk = g @ k
-    inner = g @ tm - (s - gk @ s) @ tm
+        fa = _mm(blocks.ztx, ev.a_inv[..., None, :, :])
+        s = s + _mm(fa, np.swapaxes(blocks.ztx, -1, -2))
+    gk = _mm(g, k)
+    inner = _mm(g, tm) - _mm(s - _mm(gk, s), tm)
     grad = 2.0 * inner.sum(axis=-3)
     rows, cols = _lower_index(q)
     out = grad[..., rows, cols][..., free]
