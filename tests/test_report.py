@@ -266,6 +266,24 @@ def test_warnings_in_plain_language():
     assert report.warning_list(design, lmm).count("- **Warning.**") == 4
 
 
+def test_explain_moves_is_plain_text_and_says_where_the_rest_comes_from(radon):
+    """Issue 15: no raw TeX in an output the site shows as it is; issue 14: 'carry it the rest of the
+    way' replaced by the exact contribution of each other term, which adds up to the gap."""
+    formula = "log_radon ~ floor + uranium + (1 | county)"
+    dec = decompose(radon, formula)
+    text = report.explain_moves(dec)
+    assert "$" not in text and "rest of the way" not in text
+    blend = dec.blend
+    for term in ("Intercept", "uranium"):
+        line = next(x for x in text.splitlines() if x.startswith(f"- `{term}`"))
+        gap = float(dec.lmm_fit.fe_params[term] - blend.beta_between[term])
+        w = float(blend.weight_within.loc[term, "floor"])
+        part = w * float(blend.beta_within["floor"] - blend.beta_between["floor"])
+        assert part == pytest.approx(gap, rel=1e-9)  # the identity the sentence states
+        assert f"= {part:+#.4g}" in line and f"is {gap:+#.4g} away" in line, line
+        assert f"{w:#.3g} \u00d7 (" in line
+
+
 def test_html_has_no_remote_resources_and_draws_math(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
