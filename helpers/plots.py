@@ -530,7 +530,7 @@ def draw_path(
     ax.set_xlabel(_theta_label())
     ax.set_ylabel(f"estimate of {term}")
     if legend:
-        ax.legend(fontsize="small", loc="best")
+        ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
 
 
 #: Panels per row of :func:`plot_fixed_effect_path`; more terms wrap onto further rows.
@@ -638,7 +638,7 @@ def plot_fixed_effect_path(
         list(entries),
         loc="outside lower center",
         ncol=2,
-        fontsize="small",
+        fontsize=LEGEND_FONTSIZE,
         frameon=False,
     )
     fig.suptitle(title or "Fixed effects along the path from pooled OLS to the within estimator")
@@ -897,7 +897,7 @@ def plot_pooling(fit, *, title: str | None = None):
         ylabel += " (at the reference covariates)"
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"Shrinkage: each {fit.group} pulled toward the overall level")
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
     fig.set_layout_engine("constrained")
     return fig
 
@@ -956,7 +956,7 @@ def plot_caterpillar(fit, *, title: str | None = None):
         ylabel = f"{fit.group}, sorted by mode"
     else:  # too many to name legibly: name the lowest and the highest few
         ends = np.r_[positions[:CATERPILLAR_ENDS], positions[-CATERPILLAR_ENDS:]]
-        ax.set_yticks(ends, [labels[k] for k in ends], fontsize="small")
+        ax.set_yticks(ends, [labels[k] for k in ends], fontsize=LEGEND_FONTSIZE)
         ylabel = f"{fit.group}, sorted by mode ({CATERPILLAR_ENDS} lowest and highest named)"
     ax.set_ylim(-1, len(modes))
     outside = (modes - half > 0) | (modes + half < 0)
@@ -973,7 +973,7 @@ def plot_caterpillar(fit, *, title: str | None = None):
     )
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"Random intercepts by {fit.group} (conditional modes, 95% intervals)")
-    fig.legend(loc="outside lower center", ncol=2, fontsize="small", frameon=False)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=LEGEND_FONTSIZE, frameon=False)
     fig.set_layout_engine("constrained")
     return fig
 
@@ -1142,7 +1142,9 @@ def plot_cluster_panels(
         ax.tick_params(labelsize=9)
     ax.set_xlim(*xs)
     handles, names_ = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names_, loc="outside lower center", ncol=2, fontsize="small", frameon=False)
+    fig.legend(
+        handles, names_, loc="outside lower center", ncol=2, fontsize=LEGEND_FONTSIZE, frameon=False
+    )
     xlabel = term + (" (jittered)" if len(np.unique(x_all)) <= 5 else "")
     for k, ax in enumerate(axes[: len(picked)]):
         if k + ncols >= len(picked):  # the lowest panel of its column
@@ -1235,11 +1237,13 @@ def plot_profile_zeta(fit, parameters=None, *, profiles=None, title: str | None 
                 xytext=(2, 0),
                 textcoords="offset points",
                 va="center",
-                fontsize=8,
+                fontsize=LEGEND_FONTSIZE,
                 color="0.35",
             )
         ax.axvline(prof.attrs.get("estimate", np.nan), color="black", linewidth=0.8)
         ax.set_ylim(-3.0, 3.0)
+        # at most 4 ticks: five labels such as -0.104 overlap at this panel width
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
         ax.set_xlabel(_parameter_label(p))
         ax.set_ylabel("ζ")
     fig.suptitle(
@@ -1314,7 +1318,7 @@ def plot_bootstrap_scatter(
     ax.set_xlabel(r"$\hat\sigma_b$ in each replicate")
     ax.set_ylabel(f"{term}: estimate in each replicate")
     ax.set_title(title or f"Parametric bootstrap: {term} against $\\hat\\sigma_b$")
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
     fig.set_layout_engine("constrained")
     return fig
 
@@ -1420,12 +1424,12 @@ def plot_residuals(fit, *, title: str | None = None):
     top.set_xlabel(f"fitted value of {fit.response} (X β̂ + b̂ᵢ)")
     top.set_ylabel("residual")
     top.set_title("Residuals against fitted values")
-    top.legend(fontsize="small", loc="best")
+    top.legend(fontsize=LEGEND_FONTSIZE, loc="best")
     left = fig.add_subplot(grid[1, 0])
     _qq_panel(left, resid / np.sqrt(fit.sigma2_resid), "scaled_residuals")
     left.set_ylabel("residual / σ̂")
     left.set_title("Scaled residuals")
-    left.legend(fontsize="small", loc="upper left")
+    left.legend(fontsize=LEGEND_FONTSIZE, loc="upper left")
     right = fig.add_subplot(grid[1, 1])
     modes = (
         fit.ranef.to_numpy(dtype=float).ravel()
@@ -1438,7 +1442,7 @@ def plot_residuals(fit, *, title: str | None = None):
     )  # random slopes: the intercept
     right.set_ylabel(f"conditional mode b̂ᵢ{of} ({fit.group})")
     right.set_title("Conditional modes")
-    right.legend(fontsize="small", loc="upper left")
+    right.legend(fontsize=LEGEND_FONTSIZE, loc="upper left")
     fig.suptitle(title or f"Residual diagnostics: {fit.formula}")
     fig.set_layout_engine("constrained")
     return fig

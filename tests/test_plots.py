@@ -501,6 +501,17 @@ def test_profile_zeta_default_parameters(dyestuff_fit):
     assert fig._suptitle.get_text().startswith("Profile ζ (ML deviance)")
 
 
+def test_profile_zeta_tick_labels_do_not_overlap_on_the_question():
+    """Notebook 06 draws the question's four profiles; the stim panel's labels (-0.104, -0.100, ...) were
+    printed over each other with matplotlib's default number of ticks."""
+    from helpers.seed import seed_question
+
+    fit = fit_lmm(seed_question(), "pSHP2 ~ condition + (1 | cluster)")
+    fig = plot_profile_zeta(fit)
+    assert len(fig.axes) == 4
+    assert not _overlapping_tick_labels(fig), _overlapping_tick_labels(fig)
+
+
 # --- bootstrap scatter ------------------------------------------------------------------------------------
 
 
