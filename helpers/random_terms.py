@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from ._blas import single_blas_thread
 from .formula import Formula, ModelSpec
 from .kernel import Blocks, Response, expand_theta, theta_lower_bounds, theta_size
 from .results import r_term_name
@@ -556,9 +557,10 @@ def build_random_effects(model: Formula, frame: pd.DataFrame, keep, X, y, codes,
     Z = np.ascontiguousarray(np.hstack(columns))
     names = [n for term in terms for n in term.names]
     n_groups = stats.n_groups
-    cells = distinct_rows(X, Z, n_groups)
-    _check_support(names, Z, codes, n_groups, group, len(y), cells)
-    blocks, resp = block_sums(Z, X, y, codes, n_groups, stats.r_factor, stats.beta_ols, cells)
+    with single_blas_thread():  # tall-and-skinny products (helpers._blas)
+        cells = distinct_rows(X, Z, n_groups)
+        _check_support(names, Z, codes, n_groups, group, len(y), cells)
+        blocks, resp = block_sums(Z, X, y, codes, n_groups, stats.r_factor, stats.beta_ols, cells)
     blocks._cache("r_inv", lambda: stats.r_inverse)
     Z.setflags(write=False)
     return RandomEffects(group=group, terms=tuple(terms), Z=Z, blocks=blocks, response=resp)
