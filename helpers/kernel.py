@@ -636,22 +636,21 @@ def _solve_lower_small(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 #: out (vectorised over clusters and thetas) instead of numpy's batched LAPACK calls.
 SMALL_Q = 4
 
-#: From this many small matrices in a batch, their products are written out (:func:`_mm`).
-_MM_BATCH = 512
+#: From this many elements in a factor, products of batches of small matrices are written out
+#: (:func:`_mm`); below it numpy's matmul costs less than the loop's own overhead.
+_MM_ELEMENTS = 4096
 
 
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b for large batches of small matrices (inner size up to SMALL_Q), written out element by
     element and vectorised over the batch: numpy's matmul takes about 50 ns per 2 x 2 product, five
     times the written-out sums. Small batches, large matrices and vectors go to matmul."""
-    a = np.asarray(a)
-    b = np.asarray(b)
-    if a.ndim < 2 or b.ndim < 2:
+    if (a.size < _MM_ELEMENTS and b.size < _MM_ELEMENTS) or a.ndim < 3 or b.ndim < 2:
         return a @ b
     n, k, r = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    if k > SMALL_Q or n * r > SMALL_Q * SMALL_Q or int(np.prod(batch)) < _MM_BATCH:
+    if k > SMALL_Q or n * r > SMALL_Q * SMALL_Q:
         return a @ b
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     out = np.empty(batch + (n, r))
     for i in range(n):
         for j in range(r):
