@@ -1143,6 +1143,20 @@ class ModelSpec:
         return {c for var in self.formula.predictors for c in var.columns}
 
     @property
+    def offset_variables(self) -> set:
+        """The data columns the ``offset()`` terms need."""
+        return {c for var in self.formula.offsets for c in var.columns}
+
+    def offset(self, data: pd.DataFrame) -> np.ndarray:
+        """The sum of the formula's ``offset()`` terms on the rows of ``data`` (zeros without any)."""
+        total = np.zeros(len(data))
+        for offset in self.formula.offsets:
+            value = np.asarray(self._value(offset.node, data, offset.label), dtype=float)
+            with np.errstate(all="ignore"):
+                total = total + value
+        return total
+
+    @property
     def encoder_state(self) -> dict:
         out = {}
         for var in self.formula.predictors:

@@ -1048,8 +1048,8 @@ def predict(fit, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
     fit : LmmResult
         A fit made from rows (``fit_lmm``), which keeps the formula's model spec.
     data : pandas.DataFrame
-        New (or the same) rows, with the fixed-effect columns and, for ``include_random=True``, the
-        grouping column.
+        New (or the same) rows, with the fixed-effect columns, the columns of any ``offset()`` term
+        (added to the prediction, as lme4 does) and, for ``include_random=True``, the grouping column.
     include_random : bool, default True
         If True, add each row's cluster's conditional mode b_i (lme4's ``predict(fit, newdata,
         allow.new.levels = TRUE)``): a cluster the fit never saw, or a missing cluster, gets 0, its
@@ -1088,7 +1088,9 @@ def predict(fit, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
     from formulaic.errors import FormulaicError  # formulaic loads slowly; only predict needs it
 
     spec = design.model_spec
-    required = sorted(str(v) for v in spec.required_variables)
+    # the offsets are part of the prediction, as in lme4's predict()
+    offsets = sorted(str(v) for v in getattr(spec, "offset_variables", ()))
+    required = sorted({str(v) for v in spec.required_variables} | set(offsets))
     needed = required + ([fit.group] if include_random else [])
     for column in needed:
         if column not in data.columns:
@@ -1132,6 +1134,8 @@ def predict(fit, data: pd.DataFrame, include_random: bool = True) -> pd.Series:
                     f"The model's terms could not be built for the new rows: {exc}"
                 ) from None
         value[~missing] = np.asarray(matrix, dtype=float) @ fit.fe_params.to_numpy()
+        if offsets:
+            value[~missing] += spec.offset(complete)
     if include_random and getattr(fit, "random", None) is not None:
         value = value + _slope_random_part(fit, data)
     elif include_random:

@@ -209,6 +209,19 @@ def test_predict_applies_the_fitted_transforms(frame):
     assert one[0] == pytest.approx(fit.fitted(include_random=False)[7], rel=1e-10)
 
 
+def test_predict_adds_the_offset_as_lme4_does(frame):
+    """predict() ignored offset(): the prediction of y ~ x + offset(log(age)) lacked log(age)."""
+    fit = fit_lmm(frame, "y ~ x + offset(log(age)) + (1 | g)")
+    shifted = fit_lmm(frame.assign(z=frame.y - np.log(frame.age)), "z ~ x + (1 | g)")
+    np.testing.assert_allclose(fit.fe_params, shifted.fe_params, rtol=1e-10)
+    for random in (True, False):
+        got = fit.predict(frame, include_random=random).to_numpy()
+        want = shifted.predict(frame, include_random=random).to_numpy() + np.log(frame.age)
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+    with pytest.raises(DataError, match="'age'"):
+        fit.predict(frame.drop(columns="age"))
+
+
 # --- the README's list is the parser's --------------------------------------------------------
 
 
