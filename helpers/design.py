@@ -43,6 +43,7 @@ from .validate import (
 __all__ = [
     "RowsDroppedWarning",
     "RowsUnavailable",
+    "ENGINE_NAMES",
     "model_columns",
     "SufficientStats",
     "Design",
@@ -441,8 +442,13 @@ def stats_from_cross_products(
     )
 
 
+#: How messages name the engines that compute sums where the data live (other Ibis backends by name).
+ENGINE_NAMES = {"rows": "pandas", "duckdb": "DuckDB", "spark": "Spark", "pyspark": "Spark"}
+
+
 class RowsUnavailable(ValueError):
-    """Row-level data were asked of a design whose sums came from a file (no rows were loaded)."""
+    """Row-level data were asked of a design whose sums were computed where the data live (by DuckDB,
+    Spark or another engine): no rows were loaded."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -503,11 +509,15 @@ class Design:
     rows : Rows or None
         The row-level arrays; None when the sums came from a file.
     path : str or None
-        The file the sums came from (None for rows in memory).
+        The file the sums came from (None for rows in memory, or for a table that lives elsewhere).
     random : helpers.random_terms.RandomEffects or None
         Random slopes or several random terms (``(1 + x | g)``, ``(x || g)``, ...): Z, theta's
         structure and the per-cluster blocks Z_i'Z_i, Z_i'X_i, Z_i'y_i. None for one random
         intercept, which ``stats`` describes completely.
+    engine : str or None
+        What computed the sums of a design without rows: ``"duckdb"``, ``"spark"``, or the name of
+        another Ibis backend (None with rows, and read as ``"duckdb"`` for a design made before this
+        field existed).
     """
 
     term_names: list[str]
@@ -524,14 +534,16 @@ class Design:
     rows: Rows | None = None
     path: str | None = None
     random: object = None  # helpers.random_terms.RandomEffects
+    engine: str | None = None
 
     def _rows(self, what: str) -> Rows:
         if self.rows is None:
-            name = Path(self.path).name if self.path else "the file"
+            where = repr(Path(self.path).name) if self.path else "a table"
             raise RowsUnavailable(
-                f"This design has no {what}: its sums were computed from {name!r} by DuckDB without "
-                "loading the rows. Build it from the rows (read the file with pandas and call "
-                "build_design, or run the report without --large) for row-level results."
+                f"This design has no {what}: its sums were computed from {where} by "
+                f"{ENGINE_NAMES.get(self.source, self.source)} without loading the rows. Build it "
+                "from the rows (read the data with pandas and call build_design, or run the report "
+                "with --engine pandas) for row-level results."
             )
         return self.rows
 
@@ -542,8 +554,11 @@ class Design:
 
     @property
     def source(self) -> str:
-        """``"rows"`` (in memory) or ``"duckdb"`` (sums computed from the file)."""
-        return "rows" if self.rows is not None else "duckdb"
+        """Where the sums came from: ``"rows"`` (rows in memory), or the engine that computed them
+        where the data live (``"duckdb"``, ``"spark"``, or another Ibis backend's name)."""
+        if self.rows is not None:
+            return "rows"
+        return self.engine or "duckdb"
 
     @property
     def X(self) -> np.ndarray:  # noqa: N802 (the model matrix is X everywhere in the notebooks)

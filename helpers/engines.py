@@ -90,6 +90,8 @@ __all__ = [
     "is_table",
     "as_table",
     "table_types",
+    "table_kinds",
+    "engine_name",
     "column_kind",
     "duckdb_table",
     "spark_session",
@@ -220,6 +222,27 @@ def duckdb_table(connection, source: str) -> ir.Table:
     connection.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
     with _quiet_ibis():
         return ibis.duckdb.from_connection(connection).table(name)
+
+
+def engine_name(table: ir.Table) -> str:
+    """The engine an Ibis table runs on, as a design records it: ``"duckdb"``, ``"spark"`` (Ibis's
+    PySpark backend), or another backend's name (``"postgres"``, ``"bigquery"``, ...); a table of
+    rows given in memory (``ibis.memtable``) runs on Ibis's default backend, DuckDB.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> engine_name(ibis.memtable({"y": [1.0]}))
+    'duckdb'
+    """
+    name = table._find_backend(use_default=True).name
+    return "spark" if name == "pyspark" else str(name)
+
+
+def table_kinds(table: ir.Table, columns: Sequence[str]) -> dict[str, str]:
+    """Column -> :func:`column_kind` of its type in the table's schema, for ``columns``."""
+    schema = table.schema()
+    return {c: column_kind(schema[c]) for c in columns}
 
 
 def table_types(table: ir.Table) -> dict[str, str]:
@@ -507,12 +530,15 @@ def scan_cells(
     response: str,
     keys: Sequence,
     model_columns: Sequence[str],
-    kinds: Mapping[str, str],
     categorical: Sequence[str],
     group: str,
+    kinds: Mapping[str, str] | None = None,
     centre_rows: int | None = 1_000_000,
 ) -> tuple[pd.DataFrame, dict, dict]:
     """The first pass (centring shifts) and the one grouped scan, run where the table lives.
+
+    ``kinds`` (column -> :func:`column_kind`) defaults to the kinds of the table's schema
+    (:func:`table_kinds`).
 
     Returns
     -------
@@ -525,6 +551,7 @@ def scan_cells(
         Column -> rows with a missing value in it.
     """
     ibis = _ibis()
+    kinds = dict(kinds) if kinds is not None else table_kinds(table, model_columns)
     others = [c for c in categorical if c != group]
     flagged = {c: kinds[c] for c in model_columns if kinds[c] in ("float", "numeric")}
     complete = ibis.and_(*[~_missing(table[c], kinds[c]) for c in model_columns])
@@ -582,13 +609,15 @@ def design_from_cells(
     name: str,
     stored_levels: Mapping[str, tuple[list, bool]] | None = None,
     path: str | None = None,
+    engine: str = "duckdb",
 ) -> Design:
     """The model's :class:`helpers.design.Design` from the aggregated cells, with the checks of
     :mod:`helpers.validate` applied to what the scan counted (rows, missing values, clusters, levels).
 
     ``stored_levels`` gives a categorical column's stored level order and whether it is ordered (a
     Parquet dictionary column); other text columns take their levels sorted. ``name`` names the data
-    in the message for a table without rows.
+    in the message for a table without rows; ``engine`` (:func:`engine_name`) is what computed the
+    cells, recorded as the design's ``source``.
     """
     from .large import _combine
 
@@ -660,6 +689,7 @@ def design_from_cells(
         reference_levels=dict(spec.reference_levels),
         levels=spec_levels(spec),
         path=path,
+        engine=engine,
     )
 
 
@@ -751,7 +781,7 @@ def design_from_table(
             table = table.mutate(**forced)
             schema = table.schema()
     types = {c: str(t) for c, t in schema.items()}
-    kinds = {c: column_kind(schema[c]) for c in model_columns}
+    kinds = table_kinds(table, model_columns)
     for column in model_columns:
         check_column_type(
             column,
@@ -814,6 +844,7 @@ def design_from_table(
         reference=reference,
         name=name,
         stored_levels=stored_levels,
+        engine=engine_name(table),
     )
 
 

@@ -820,17 +820,12 @@ def check_file_types(types: Mapping[str, str], columns: Iterable[str], group: st
 
 
 def _scan(con, source, response, keys, model_columns, categorical, group, centre_rows):
-    """The first pass and the one grouped scan of the file: the Ibis expression of
-    :mod:`helpers.engines`, run by DuckDB on ``source`` (its reader of the file)."""
-    table = engines.duckdb_table(con, source)
-    schema = table.schema()
-    kinds = {c: engines.column_kind(schema[c]) for c in model_columns}
+    """:func:`helpers.engines.scan_cells` run by DuckDB on ``source`` (its reader of the file)."""
     return engines.scan_cells(
-        table,
+        engines.duckdb_table(con, source),
         response=response,
         keys=keys,
         model_columns=model_columns,
-        kinds=kinds,
         categorical=categorical,
         group=group,
         centre_rows=centre_rows,
@@ -1036,15 +1031,16 @@ def ols_from_stats(stats: SufficientStats, term_names, *, formula: str = "", n_d
     >>> ols_from_stats(d.stats, d.term_names).bse.round(6).to_dict()
     {'Intercept': 6.610154, 'Days': 1.238195}
     """
+    from .fit import ols_from_design
 
-    from .fit import ols_result
-
-    return ols_result(
-        term_names,
-        stats.beta_ols,
-        stats.r_inverse,
-        stats.ete,
-        stats.n_obs,
+    # the no-rows branch of ols_from_design, on a design holding only these sums
+    sums_only = Design(
+        term_names=list(term_names),
+        response="",
         formula=formula,
+        group=None,
+        group_labels=None,
+        stats=stats,
         n_dropped=n_dropped,
     )
+    return ols_from_design(sums_only)

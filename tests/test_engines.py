@@ -9,7 +9,10 @@ messages; a missing engine says in one line how to install it. Spark is in tests
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import subprocess
+import sys
 import warnings
 
 import ibis
@@ -192,3 +195,156 @@ def test_fit_lmm_fit_ols_and_decompose_take_a_table(frame):
     columns = ["ols", "between", "within", "lmm"]
     np.testing.assert_allclose(dec.estimates[columns], dec_mem.estimates[columns], rtol=1e-8)
     assert dec.reconstruction_error < 1e-8
+
+
+# --- the command line: --engine, --spark-master, --large ---------------------------------------------
+
+CLI_FORMULA = "y ~ x * dose + (1 | site)"
+
+
+def pandas_numbers(path, formula: str = CLI_FORMULA, reference=None) -> dict:
+    """The report's JSON numbers for the rows in pandas, computed here as the report notebook does."""
+    from helpers.report.content import compare, result_dict
+    from helpers.report.inputs import check_inputs
+
+    design = _quiet(check_inputs, path, formula, reference=reference, engine="pandas").design
+    return json.loads(json.dumps(result_dict(design, compare(design))))
+
+
+def assert_same_numbers(got, expected, tol: float = 1e-10, where: str = "") -> None:
+    """Equal JSON values, numbers to ``tol`` relative (to the larger of 1 and the value)."""
+    if isinstance(expected, dict):
+        assert sorted(got) == sorted(expected), where
+        for key in expected:
+            assert_same_numbers(got[key], expected[key], tol, f"{where}/{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), where
+        for k, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_same_numbers(a, b, tol, f"{where}[{k}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert abs(got - expected) <= tol * max(1.0, abs(expected)), f"{where}: {got} != {expected}"
+    else:
+        assert got == expected, where
+
+
+def run_report(*argv: str) -> subprocess.CompletedProcess:
+    """``python -m helpers report ...`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", "report", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_command_line_engine_duckdb_on_a_parquet_folder_matches_pandas(tmp_path, frame):
+    """``--engine duckdb`` on a folder of two Parquet files writes the JSON of the rows in pandas."""
+    whole = tmp_path / "messy.parquet"
+    frame.to_parquet(whole)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.iloc[:700].to_parquet(folder / "a.parquet")
+    frame.iloc[700:].to_parquet(folder / "b.parquet")
+    out = tmp_path / "duckdb.json"
+    done = run_report(
+        folder, "--formula", CLI_FORMULA, "--reference", "dose=placebo", "--engine", "duckdb",
+        "--json", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "with DuckDB" in done.stderr
+    got = json.loads(out.read_text())
+    expected = pandas_numbers(whole, reference={"dose": "placebo"})
+    assert (got.pop("source"), expected.pop("source")) == ("duckdb", "rows")
+    assert got["n_dropped"] > 0 and got["reference_levels"] == expected["reference_levels"]
+    assert_same_numbers(got, expected)
+
+
+def test_engine_choice(tmp_path):
+    from helpers.report.inputs import LARGE_FILE_BYTES, choose_engine
+
+    path = tmp_path / "small.csv"
+    path.write_text("y,g\n1,a\n")
+    assert choose_engine(path) == "pandas"
+    assert choose_engine(path, large=True) == choose_engine(path, "duckdb") == "duckdb"
+    assert choose_engine(path, "spark", large=True) == "spark"
+    assert choose_engine(tmp_path) == "duckdb"  # a folder
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as handle:
+        handle.truncate(LARGE_FILE_BYTES + 1)
+    assert choose_engine(big) == "duckdb" and choose_engine(big, "pandas") == "pandas"
+    with pytest.raises(DataError, match="give one of the two"):
+        choose_engine(path, "pandas", large=True)
+
+
+def test_check_inputs_records_the_engine(parquet):
+    from helpers.report.inputs import Engine, check_inputs
+
+    rows = _quiet(check_inputs, parquet, CLI_FORMULA, engine="pandas")
+    duck = _quiet(check_inputs, parquet, CLI_FORMULA, engine="duckdb")
+    alias = _quiet(check_inputs, parquet, CLI_FORMULA, large=Engine("duckdb"))
+    assert (rows.engine, rows.large, rows.design.source) == ("pandas", False, "rows")
+    assert (duck.engine, duck.large, duck.design.source) == ("duckdb", True, "duckdb")
+    assert alias.engine == "duckdb"
+    assert_same_design(duck.design, rows.design)
+
+
+def _cli_error(capsys, argv) -> tuple[int, str]:
+    from helpers.report import main
+
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as stop:  # a usage error, from argparse
+        status = stop.code
+    err = capsys.readouterr().err
+    return status, err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--engine", "pandas", "--large"], "give one of the two"),
+        (["--spark-master", "local[2]"], "--spark-master goes with --engine spark"),
+        (["--engine", "duckdb", "--formula", "y ~ x + (1 + x | site)"], "not supported yet"),
+        (["--engine", "flink"], "invalid choice: 'flink'"),
+    ],
+)
+def test_command_line_engine_mistakes_are_one_line(capsys, parquet, extra, message):
+    status, err = _cli_error(capsys, [parquet, "--formula", CLI_FORMULA, *extra])
+    assert status == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_folder_needs_an_engine_that_reads_one(capsys, tmp_path):
+    status, err = _cli_error(capsys, [tmp_path, "--formula", CLI_FORMULA, "--engine", "pandas"])
+    assert status == 2 and err.count("\n") == 1 and "is a folder" in err, err
+    status, err = _cli_error(capsys, [tmp_path, "--formula", CLI_FORMULA, "--engine", "duckdb"])
+    assert status == 2 and err.count("\n") == 1 and "holds no .parquet files" in err, err
+
+
+def test_no_spark_or_no_java_on_the_command_line_says_how_to_install_it(
+    capsys, monkeypatch, parquet
+):
+    argv = [parquet, "--formula", CLI_FORMULA, "--engine", "spark"]
+    real = importlib.util.find_spec
+
+    def without(name, *args, **kwargs):
+        return None if name == "pyspark" else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without)
+    status, err = _cli_error(capsys, argv)
+    assert status == 2 and err.count("\n") == 1 and "pip install" in err, err
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    status, err = _cli_error(capsys, argv)
+    assert status == 2 and err.count("\n") == 1 and "openjdk-17-jre-headless" in err, err
+
+
+def test_a_design_names_where_its_sums_came_from(frame):
+    from helpers.design import RowsUnavailable
+
+    table = ibis.memtable(frame)
+    design = _quiet(design_from_table, table, CLI_FORMULA)
+    assert design.source == "duckdb" and design.path is None
+    with pytest.raises(RowsUnavailable, match=r"computed from a table by DuckDB without loading"):
+        _ = design.X

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from ..validate import DataError
 from .content import one_line
-from .inputs import LARGE_FILE_BYTES, parse_reference
+from .inputs import ENGINES, LARGE_FILE_BYTES, SPARK_MASTER, Engine, choose_engine, parse_reference
 from .run import NotebookMissing, ReportError, make_report
 
 __all__ = ["REPORT_BUGS", "main"]
@@ -42,7 +42,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
             "--html radon.html --json radon.json"
         ),
     )
-    parser.add_argument("data", help="a CSV (.csv, .tsv, optionally .gz) or Parquet file")
+    parser.add_argument(
+        "data",
+        help="a CSV (.csv, .tsv, optionally .gz) or Parquet file, or a folder of Parquet files "
+        "(--engine duckdb or spark)",
+    )
     parser.add_argument(
         "--formula",
         required=True,
@@ -61,10 +65,22 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--html", metavar="FILE", help="write the HTML report here")
     parser.add_argument("--json", metavar="FILE", help="write the numbers as JSON here")
     parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="what computes the model's sums: pandas (the rows in memory), duckdb (from the file, "
+        "without loading the rows) or spark (where Spark runs; needs PySpark and Java 17); by "
+        f"default pandas, or duckdb for a folder or a file over {LARGE_FILE_BYTES // 1024**2} MiB",
+    )
+    parser.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help=f"where Spark runs with --engine spark (default {SPARK_MASTER}: this machine, every "
+        "core; spark://host:7077, yarn, or sc://host:15002 for Spark Connect)",
+    )
+    parser.add_argument(
         "--large",
         action="store_true",
-        help="compute from the file with DuckDB without loading the rows "
-        f"(automatic above {LARGE_FILE_BYTES // 1024**2} MiB)",
+        help="the same as --engine duckdb: compute from the file without loading the rows",
     )
     parser.add_argument(
         "--debug",
@@ -136,11 +152,25 @@ def main(argv: Sequence[str] | None = None, prog: str = "lmm-report") -> int:
     >>> main(["no/such/file.csv", "--formula", "y ~ x + (1 | g)"])
     2
     """
-    args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+    parser = _parser(prog)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.spark_master is not None and args.engine != "spark":
+        parser.error("--spark-master goes with --engine spark")
     html = args.html
     if not html and not args.json:
         html = f"{Path(args.data).name.split('.')[0] or 'data'}_report.html"
+
+    def notify(message: str) -> None:
+        if engine == "spark":  # the report's note names DuckDB, the engine of --large
+            message = str(message).replace("with DuckDB", "with Spark")
+        print(f"{prog}: {one_line(message)}", file=sys.stderr)
+
+    engine = args.engine
     try:
+        large = True if args.large else None
+        if engine is not None:  # passed on as an Engine in place of large (see check_inputs)
+            engine = choose_engine(args.data, engine, large)
+            large = Engine(engine, args.spark_master or SPARK_MASTER)
         make_report(
             args.data,
             args.formula,
@@ -148,8 +178,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "lmm-report") -> int:
             reml=not args.ml,
             html=html,
             json_path=args.json,
-            large=True if args.large else None,
-            notify=lambda message: print(f"{prog}: {one_line(message)}", file=sys.stderr),
+            large=large,
+            notify=notify,
         )
     except DataError as exc:
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)

@@ -1,14 +1,22 @@
 """The report's input: reading the data file, and checking it, the formula and the output paths.
 
-:func:`check_inputs` builds the one checked :class:`helpers.design.Design` the report uses: from the rows
-(:func:`read_table`, then :func:`helpers.design.build_design`) or, for a file larger than
-:data:`LARGE_FILE_BYTES` or with ``--large``, from the sums DuckDB computes without loading the rows
-(:func:`helpers.large.design_from_file`). The notebook receives that design (:func:`report_design`) and
-never reads the file again.
+:func:`check_inputs` builds the one checked :class:`helpers.design.Design` the report uses, with the
+engine :func:`choose_engine` picks (``--engine``):
+
+- ``pandas``: from the rows in memory (:func:`read_table`, then :func:`helpers.design.build_design`),
+  the default for a file of at most :data:`LARGE_FILE_BYTES`;
+- ``duckdb``: from the sums DuckDB computes without loading the rows
+  (:func:`helpers.large.design_from_file`; a folder of Parquet files through
+  :func:`helpers.engines.design_from_table`), the default for a larger file, a folder, or ``--large``;
+- ``spark``: from the sums Spark computes (:func:`helpers.engines.read_table` and
+  :func:`helpers.engines.design_from_table`), on ``--spark-master`` (this machine by default).
+
+The notebook receives that design (:func:`report_design`) and never reads the data again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import warnings
@@ -19,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..design import Design, build_design, model_columns
+from ..design import ENGINE_NAMES, Design, build_design, model_columns
+from ..engines import ENGINES
 from ..large import (
     NA_STRINGS,
     check_file,
@@ -45,6 +54,10 @@ from .content import dropped_sentence
 
 __all__ = [
     "LARGE_FILE_BYTES",
+    "ENGINES",
+    "SPARK_MASTER",
+    "Engine",
+    "choose_engine",
     "Checked",
     "read_table",
     "parse_reference",
@@ -58,6 +71,125 @@ __all__ = [
 
 #: Files larger than this (in bytes) go through DuckDB instead of pandas.
 LARGE_FILE_BYTES = 256 * 1024**2
+
+#: Spark's master by default: a local session on every core of this machine.
+SPARK_MASTER = "local[*]"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """An engine asked for by name (one of :data:`ENGINES`) and, for Spark, the master to run on.
+
+    :func:`check_inputs` takes it as ``engine``, or in place of ``large`` (so a caller that only
+    passes ``large`` on, such as :func:`helpers.report.run.make_report`, can pass an engine too).
+    """
+
+    name: str
+    master: str = SPARK_MASTER
+
+
+def _is_folder(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir()
+
+
+def choose_engine(
+    path: str | os.PathLike, engine: str | None = None, large: bool | None = None
+) -> str:
+    """The engine that computes the report's statistics: ``"pandas"``, ``"duckdb"`` or ``"spark"``.
+
+    ``engine`` wins when given; ``--large`` (``large=True``) is DuckDB, and goes with any engine but
+    pandas; by default a folder, or a file larger than :data:`LARGE_FILE_BYTES`, goes to DuckDB and
+    anything else to pandas.
+
+    Examples
+    --------
+    >>> choose_engine("radon.csv", "spark"), choose_engine("radon.csv", large=True)
+    ('spark', 'duckdb')
+    >>> choose_engine("radon.csv", "pandas", large=True)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: --large computes the sums with DuckDB without loading the rows, and --engine pandas loads them; give one of the two.
+    """
+    if engine is not None and engine not in ENGINES:
+        raise DataError(f"Unknown engine {engine!r}; use one of {', '.join(ENGINES)}.")
+    if engine == "pandas" and large:
+        raise DataError(
+            "--large computes the sums with DuckDB without loading the rows, and --engine pandas "
+            "loads them; give one of the two."
+        )
+    if engine is not None:
+        return engine
+    if large is not None:
+        return "duckdb" if large else "pandas"
+    if _is_folder(path):
+        return "duckdb"
+    return "duckdb" if Path(path).stat().st_size > LARGE_FILE_BYTES else "pandas"
+
+
+def _check_folder(path: str | os.PathLike, engine: str) -> None:
+    """A folder of Parquet files, for an engine that reads one (a file goes to check_file)."""
+    if engine == "pandas":
+        raise DataError(
+            f"{str(path)!r} is a folder; read a folder of Parquet files with --engine duckdb or "
+            "--engine spark, or give one CSV or Parquet file."
+        )
+    if not any(Path(path).glob("**/*.parquet")):
+        raise DataError(
+            f"The folder {str(path)!r} holds no .parquet files; give a Parquet file, a folder of "
+            "Parquet files or a CSV file."
+        )
+
+
+def _design_from_engine(
+    path: str | os.PathLike,
+    formula: str,
+    *,
+    group: str | None,
+    reference: Mapping[str, object],
+    engine: str,
+    master: str,
+) -> Design:
+    """The design from the sums an engine computes where the data are: DuckDB on a folder of Parquet
+    files, or Spark on a file or a folder (a session of its own, stopped when the sums are in)."""
+    from .. import engines
+    from ..large import file_format
+
+    folder = _is_folder(path)
+    fmt = "parquet" if folder else file_format(path)
+    session, started = None, False
+    if engine == "spark":
+        session, started = _spark(master)
+    try:
+        table = engines.read_table(path, engine, session=session)
+        used = model_columns(formula, group)
+        design = engines.design_from_table(
+            table,
+            formula,
+            group=group,
+            reference=reference,
+            name=Path(path).name,
+            text_numbers=fmt != "parquet",
+            stored_levels=engines.parquet_levels(path, used) if fmt == "parquet" else None,
+        )
+    finally:
+        if started:
+            session.stop()
+    # the design names the data it came from, as the DuckDB file path does
+    return dataclasses.replace(design, path=str(path))
+
+
+def _spark(master: str):
+    """A Spark session on ``master``, and whether this call started it (so that it stops it)."""
+    from .. import engines
+
+    try:
+        from pyspark.sql import SparkSession
+
+        running = SparkSession.getActiveSession()
+    except ImportError:  # spark_session says how to install it
+        running = None
+    session = engines.spark_session(master)
+    return session, running is None
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -199,9 +331,12 @@ class Checked:
     formula : str
     reference : dict
     large : bool
-        True when the statistics come from the file through DuckDB.
+        True when the statistics were computed where the data are (DuckDB or Spark), without
+        loading the rows.
     design : helpers.design.Design
         The checked design, with rows (read into memory) or without (sums computed from the file).
+    engine : str
+        The engine that computed them: ``"pandas"`` (the rows in memory), ``"duckdb"`` or ``"spark"``.
     """
 
     path: str
@@ -209,6 +344,7 @@ class Checked:
     reference: dict
     large: bool
     design: Design
+    engine: str = "pandas"
 
     @property
     def n_dropped(self) -> int:
@@ -287,7 +423,9 @@ def check_inputs(
     *,
     reference: Mapping[str, object] | None = None,
     group: str | None = None,
-    large: bool | None = None,
+    large: bool | Engine | None = None,
+    engine: str | Engine | None = None,
+    spark_master: str = SPARK_MASTER,
 ) -> Checked:
     """Check the file, the formula and the reference levels, as fast as possible and before the report.
 
@@ -301,15 +439,20 @@ def check_inputs(
     Parameters
     ----------
     path : str or os.PathLike
+        A CSV or Parquet file, or (for DuckDB and Spark) a folder of Parquet files.
     formula : str
         ``"y ~ x + (1 | g)"``.
     reference : dict, optional
         ``{column: level}``.
     group : str, optional
         The grouping column, when the formula has no ``(1 | g)`` term.
-    large : bool, optional
+    large : bool or Engine, optional
         Force (True) or forbid (False) the DuckDB path; by default it is used for files larger than
-        :data:`LARGE_FILE_BYTES`.
+        :data:`LARGE_FILE_BYTES`. An :class:`Engine` here is read as ``engine``.
+    engine : {"pandas", "duckdb", "spark"} or Engine, optional
+        The engine (:func:`choose_engine`); an :class:`Engine` carries Spark's master too.
+    spark_master : str, default "local[*]"
+        Where Spark runs (``local[2]``, ``spark://host:7077``, ``sc://host:15002``, ...).
 
     Returns
     -------
@@ -334,22 +477,34 @@ def check_inputs(
     ...
     helpers.validate.DataError: Column 'days' is not in the data. Did you mean 'Days'?
     """
-    check_file(path)
+    if isinstance(large, Engine):
+        engine, large = large, None
+    if isinstance(engine, Engine):
+        engine, spark_master = engine.name, engine.master
+    if not _is_folder(path):
+        check_file(path)
+    name = choose_engine(path, engine, large)
+    if _is_folder(path):
+        _check_folder(path, name)
     # the columns the model uses; this also refuses syntax errors and a column named 'Intercept'
     used = model_columns(formula, group, random_slopes=True)
     parsed = parse_formula(formula, group, random_slopes=True)
     grouping = require_group(parsed.group)
     reference = dict(reference or {})
-    use_large = Path(path).stat().st_size > LARGE_FILE_BYTES if large is None else bool(large)
-    if use_large and needs_random_terms(parsed.bars):
+    if name != "pandas" and needs_random_terms(parsed.bars):
         raise DataError(
-            "Random slopes from a large file (--large, or a file over 256 MiB) are not supported "
-            "yet; drop --large to fit them from the rows in memory."
+            f"Random slopes with the sums computed by {ENGINE_NAMES[name]} (--engine {name}, "
+            "--large, or a file over 256 MiB) are not supported yet; drop --large (or use --engine "
+            "pandas) to fit them from the rows in memory."
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
-        if use_large:
+        if name == "duckdb" and not _is_folder(path):
             design = design_from_file(path, formula, group=group, reference=reference)
+        elif name != "pandas":
+            design = _design_from_engine(
+                path, formula, group=group, reference=reference, engine=name, master=spark_master
+            )
         else:
             data = read_table(path)
             _check_column_kinds(data, used, grouping)
@@ -362,8 +517,9 @@ def check_inputs(
         path=str(Path(path).resolve()),
         formula=formula,
         reference=reference,
-        large=use_large,
+        large=name != "pandas",
         design=design,
+        engine=name,
     )
 
 
