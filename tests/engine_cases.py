@@ -7,6 +7,9 @@ within-cluster cross-products), which does not depend on the signs a QR decompos
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -94,3 +97,45 @@ def assert_same_design(got, expected, tol: float = TOL) -> None:
         scale = max(float(np.max(np.abs(b[key]), initial=0.0)), 1e-300)
         error = float(np.max(np.abs(a[key] - b[key]), initial=0.0)) / scale
         assert error <= tol, f"{key}: relative difference {error:.2e}"
+
+
+#: The formula of the command-line runs (a factor with a chosen reference, missing values).
+CLI_FORMULA = "y ~ x * dose + (1 | site)"
+
+
+def pandas_numbers(path, formula: str = CLI_FORMULA, reference=None) -> dict:
+    """The report's JSON numbers for the rows in pandas, computed here as the report notebook does."""
+    from helpers.report.content import compare, result_dict
+    from helpers.report.inputs import check_inputs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        design = check_inputs(path, formula, reference=reference, engine="pandas").design
+    return json.loads(json.dumps(result_dict(design, compare(design))))
+
+
+def assert_same_numbers(got, expected, tol: float = 1e-10, where: str = "") -> None:
+    """Equal JSON values, numbers to ``tol`` relative (to the larger of 1 and the value)."""
+    if isinstance(expected, dict):
+        assert sorted(got) == sorted(expected), where
+        for key in expected:
+            assert_same_numbers(got[key], expected[key], tol, f"{where}/{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), where
+        for k, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_same_numbers(a, b, tol, f"{where}[{k}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert abs(got - expected) <= tol * max(1.0, abs(expected)), f"{where}: {got} != {expected}"
+    else:
+        assert got == expected, where
+
+
+def run_report(*argv: str) -> subprocess.CompletedProcess:
+    """``python -m helpers report ...`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", "report", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

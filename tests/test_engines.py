@@ -11,15 +11,22 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import subprocess
-import sys
 import warnings
 
 import ibis
 import numpy as np
 import pandas as pd
 import pytest
-from engine_cases import FORMULAS, assert_same_design, in_memory, messy_frame
+from engine_cases import (
+    CLI_FORMULA,
+    FORMULAS,
+    assert_same_design,
+    assert_same_numbers,
+    in_memory,
+    messy_frame,
+    pandas_numbers,
+    run_report,
+)
 
 from helpers import engines
 from helpers.design import build_design
@@ -198,44 +205,6 @@ def test_fit_lmm_fit_ols_and_decompose_take_a_table(frame):
 
 
 # --- the command line: --engine, --spark-master, --large ---------------------------------------------
-
-CLI_FORMULA = "y ~ x * dose + (1 | site)"
-
-
-def pandas_numbers(path, formula: str = CLI_FORMULA, reference=None) -> dict:
-    """The report's JSON numbers for the rows in pandas, computed here as the report notebook does."""
-    from helpers.report.content import compare, result_dict
-    from helpers.report.inputs import check_inputs
-
-    design = _quiet(check_inputs, path, formula, reference=reference, engine="pandas").design
-    return json.loads(json.dumps(result_dict(design, compare(design))))
-
-
-def assert_same_numbers(got, expected, tol: float = 1e-10, where: str = "") -> None:
-    """Equal JSON values, numbers to ``tol`` relative (to the larger of 1 and the value)."""
-    if isinstance(expected, dict):
-        assert sorted(got) == sorted(expected), where
-        for key in expected:
-            assert_same_numbers(got[key], expected[key], tol, f"{where}/{key}")
-    elif isinstance(expected, list):
-        assert len(got) == len(expected), where
-        for k, (a, b) in enumerate(zip(got, expected, strict=True)):
-            assert_same_numbers(a, b, tol, f"{where}[{k}]")
-    elif isinstance(expected, float) and not isinstance(expected, bool):
-        assert abs(got - expected) <= tol * max(1.0, abs(expected)), f"{where}: {got} != {expected}"
-    else:
-        assert got == expected, where
-
-
-def run_report(*argv: str) -> subprocess.CompletedProcess:
-    """``python -m helpers report ...`` in a process of its own."""
-    return subprocess.run(
-        [sys.executable, "-m", "helpers", "report", *map(str, argv)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def test_the_command_line_engine_duckdb_on_a_parquet_folder_matches_pandas(tmp_path, frame):

@@ -8,14 +8,24 @@ a CSV file read by Spark, and bad input gives the in-memory path's messages.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 
 import pandas as pd
 import pytest
-from engine_cases import FORMULAS, assert_same_design, in_memory, messy_frame
+from engine_cases import (
+    CLI_FORMULA,
+    FORMULAS,
+    assert_same_design,
+    assert_same_numbers,
+    in_memory,
+    messy_frame,
+    pandas_numbers,
+    run_report,
+)
 
-from helpers.design import build_design
+from helpers.design import RowsUnavailable, build_design
 from helpers.engines import design_from_table, read_table, spark_session
 from helpers.large import design_from_file
 from helpers.validate import DataError, RowsDroppedWarning
@@ -103,3 +113,44 @@ def test_bad_input_on_spark_gives_the_in_memory_messages(spark, frame):
     expected = _message(lambda: build_design(data, "dose ~ x + (1 | site)"))
     got = _message(lambda: design_from_table(rows, "dose ~ x + (1 | site)"))
     assert re.sub(r"type \w+", "type T", got) == re.sub(r"type \w+", "type T", expected)
+
+
+def test_the_command_line_on_spark_writes_the_pandas_json(frame, tmp_path):
+    """``--engine spark`` on a CSV file, in a process of its own on local[2], writes the JSON of the
+    rows in pandas (the one Spark run of the command; its start is most of its time)."""
+    csv = tmp_path / "messy.csv"
+    frame.to_csv(csv, index=False)
+    out = tmp_path / "spark.json"
+    done = run_report(
+        csv, "--formula", CLI_FORMULA, "--reference", "dose=placebo", "--engine", "spark",
+        "--spark-master", "local[2]", "--json", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "computing from the file with Spark" in done.stderr
+    got = json.loads(out.read_text())
+    expected = pandas_numbers(csv, reference={"dose": "placebo"})
+    assert (got.pop("source"), expected.pop("source")) == ("spark", "rows")
+    assert got["n_dropped"] > 0
+    assert_same_numbers(got, expected)
+
+
+def test_the_report_checks_on_spark_give_the_in_memory_messages(spark, frame, tmp_path):
+    """check_inputs with engine='spark' (the command line's check) on a Parquet file: a missing
+    column, a non-numeric response and one cluster give the pandas path's messages; a session that
+    was already running is left running."""
+    from helpers.report.inputs import check_inputs
+
+    path = tmp_path / "lonely.parquet"
+    frame.assign(lonely="only").to_parquet(path)
+    for formula in ("y ~ x + dosage + (1 | site)", "y ~ x + (1 | lonely)"):
+        expected = _message(lambda f=formula: check_inputs(path, f, engine="pandas"))
+        assert _message(lambda f=formula: check_inputs(path, f, engine="spark")) == expected
+    formula = "dose ~ x + (1 | site)"
+    expected = _message(lambda: check_inputs(path, formula, engine="pandas"))
+    got = _message(lambda: check_inputs(path, formula, engine="spark"))
+    assert re.sub(r"type \w+", "type T", got) == re.sub(r"type \w+", "type T", expected)
+    checked = _quiet(check_inputs, path, "y ~ x + (1 | site)", engine="spark")
+    assert (checked.engine, checked.large, checked.design.source) == ("spark", True, "spark")
+    with pytest.raises(RowsUnavailable, match=r"from 'lonely.parquet' by Spark without loading"):
+        _ = checked.design.y
+    assert spark.range(3).count() == 3  # still running
