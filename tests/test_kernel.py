@@ -359,3 +359,24 @@ def test_sums_by_cluster_size_equal_the_sums_over_clusters(reml):
     theta_a, _ = kernel.optimize(*by_size, reml)
     theta_b, _ = kernel.optimize(*plain, reml)
     assert theta_a[0] == pytest.approx(theta_b[0], rel=1e-10)
+
+
+def test_flipping_columns_of_t_to_a_positive_diagonal_keeps_t_t_transposed():
+    # the unbounded quasi-Newton start may end with negative diagonal elements of T; the covariance
+    # T T' is the same after each such column is flipped, and then every diagonal element is >= 0
+    q = 3
+    theta = np.array([-0.8, 0.3, -0.2, 0.5, 0.1, -0.05])
+    free = np.arange(kernel.theta_size(q))
+    flipped = kernel._positive_diagonal(theta, free, q)
+    t_before = kernel.theta_to_factor(theta, q)
+    t_after = kernel.theta_to_factor(flipped, q)
+    np.testing.assert_allclose(t_after @ t_after.T, t_before @ t_before.T, rtol=1e-15)
+    assert (np.diag(t_after) >= 0).all() and not np.array_equal(flipped, theta)
+    # with a block-diagonal T, over the free elements only
+    block_free = np.array([0, 1, 3, 5])  # (1 + x | g) + (0 + z | g): T[2, 0] and T[2, 1] fixed at 0
+    part = np.array([-0.7, 0.2, 0.4, -0.3])
+    out = kernel._positive_diagonal(part, block_free, q)
+    full_before = kernel.theta_to_factor(kernel.expand_theta(part, block_free, q), q)
+    full_after = kernel.theta_to_factor(kernel.expand_theta(out, block_free, q), q)
+    np.testing.assert_allclose(full_after @ full_after.T, full_before @ full_before.T, rtol=1e-15)
+    assert (np.diag(full_after) >= 0).all()
