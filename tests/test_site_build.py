@@ -25,7 +25,7 @@ def built_site(tmp_path_factory):
     return get_built_site(tmp_path_factory)
 
 
-#: The reading order agreed for the notebooks.
+#: The reading order agreed for the notebooks (and the page 09, the last in the path).
 NOTEBOOK_ORDER = [
     "00_question",
     "01_pooled_ols",
@@ -36,6 +36,7 @@ NOTEBOOK_ORDER = [
     "06_how_sure",
     "07_your_own_data",
     "08_random_slopes",
+    "09_beyond_one_machine",
 ]
 # Attributes through which a page makes the browser fetch something.
 ASSET_ATTRIBUTES = {
@@ -212,7 +213,9 @@ def test_landing_page_and_navigation_follow_the_toc(built_site):
     article = re.search(r'<article class="bd-article">.*?</article>', html, re.S)
     assert article, "the landing page has no article"
     linked = re.findall(r'href="notebooks/(\d\d_\w+)\.html"', article.group(0))
-    assert linked == NOTEBOOK_ORDER, "the path through the notebooks should list all nine, in order"
+    assert linked == NOTEBOOK_ORDER, (
+        "the path through the notebooks should list all ten pages, in order"
+    )
 
 
 def test_previous_and_next_links_follow_the_reading_order(built_site):

@@ -12,6 +12,7 @@ import json
 import re
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 from engine_cases import (
@@ -154,3 +155,38 @@ def test_the_report_checks_on_spark_give_the_in_memory_messages(spark, frame, tm
     with pytest.raises(RowsUnavailable, match=r"from 'lonely.parquet' by Spark without loading"):
         _ = checked.design.y
     assert spark.range(3).count() == 3  # still running
+
+
+def test_the_page_beyond_one_machine_runs_and_its_fits_equal_pandas(spark, tmp_path):
+    """Every Python block of notebooks/09_beyond_one_machine.md runs (on the test session), the fits
+    equal the fit to the rows in pandas, and the page's counts and options are the code's."""
+    from pathlib import Path
+
+    from helpers import fit_lmm
+    from helpers.data import load_dataset
+    from helpers.report.inputs import LARGE_FILE_BYTES
+
+    page = Path(__file__).resolve().parent.parent / "notebooks" / "09_beyond_one_machine.md"
+    text = page.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    # the file in this test's folder, named in full: the JVM keeps the folder it started in
+    where = f'"{(tmp_path / "radon.parquet").as_posix()}"'
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        for block in blocks:
+            code = block.replace('"radon.parquet"', where)
+            exec(compile(code, str(page), "exec"), namespace)
+    data = load_dataset("radon")
+    expected = fit_lmm(data, "log_radon ~ floor + (1 | county)")
+    assert (namespace["fit"].design.source, namespace["design"].source) == ("duckdb", "spark")
+    for fit in (namespace["fit"], namespace["spark_fit"]):
+        assert fit.design.rows is None
+        assert np.allclose(fit.fe_params, expected.fe_params, rtol=1e-10, atol=0)
+        assert np.isclose(fit.criterion, expected.criterion, rtol=1e-10, atol=0)
+    assert_same_design(namespace["design"], expected.design)
+    homes, counties = len(data), data["county"].nunique()
+    assert f"({homes} homes in {counties} counties)" in text
+    assert f"up to {LARGE_FILE_BYTES // 1024**2} MiB" in text
+    assert re.search(r"--engine spark --spark-master", text)
