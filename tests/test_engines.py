@@ -317,3 +317,20 @@ def test_a_design_names_where_its_sums_came_from(frame):
     assert design.source == "duckdb" and design.path is None
     with pytest.raises(RowsUnavailable, match=r"computed from a table by DuckDB without loading"):
         _ = design.X
+
+
+def test_the_readme_lists_the_command_line_engines():
+    """The README's usage line names the parser's engines and options, and its JSON table every
+    source a design can record for the command line."""
+    from pathlib import Path
+
+    from helpers.report.cli import _parser
+    from helpers.report.inputs import ENGINES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"[--engine {{{','.join(ENGINES)}}}]" in readme
+    options = {o for action in _parser("x")._actions for o in action.option_strings}
+    assert {"--engine", "--spark-master", "--large"} <= options
+    assert "[--spark-master URL]" in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| `source` |"))
+    assert all(f'`"{name}"`' in row for name in ("rows", "duckdb", "spark"))
