@@ -219,7 +219,7 @@ def printed_values(ols, lmm) -> dict:
         "ols_se_slope": ols.bse[slope],
         "ols_t_intercept": ols.params["Intercept"] / ols.bse["Intercept"],
         "ols_t_slope": ols.params[slope] / ols.bse[slope],
-        "ols_sigma": float(np.sqrt(ols.sigma2)),
+        "ols_sigma": float(np.sqrt(ols.sigma2_resid)),
         "ols_df_resid": ols.df_resid,
         "ols_r2": r2,
         "ols_adj_r2": 1 - (1 - r2) * (n - 1) / ols.df_resid,

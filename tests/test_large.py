@@ -185,7 +185,7 @@ def test_ols_from_stats_equals_fit_ols(radon):
     direct = helpers.fit_ols(radon, formula)
     np.testing.assert_allclose(from_stats.params, direct.params, rtol=1e-10)
     np.testing.assert_allclose(from_stats.bse, direct.bse, rtol=1e-10)
-    assert from_stats.sigma2 == pytest.approx(direct.sigma2, rel=1e-10)
+    assert from_stats.sigma2_resid == pytest.approx(direct.sigma2_resid, rel=1e-10)
     assert from_stats.df_resid == direct.df_resid
 
 

@@ -216,7 +216,7 @@ def test_lm_agrees_with_r(fits):
     for ours, theirs in TERMS.items():
         assert ols.params[ours] == pytest.approx(LME4["lm"]["coef"][theirs], rel=1e-9)
         assert ols.bse[ours] == pytest.approx(LME4["lm"]["se"][theirs], rel=1e-9)
-    assert np.sqrt(ols.sigma2) == pytest.approx(LME4["lm"]["sigma"], rel=1e-9)
+    assert np.sqrt(ols.sigma2_resid) == pytest.approx(LME4["lm"]["sigma"], rel=1e-9)
     assert ols.df_resid == LME4["lm"]["df_resid"]
 
 

@@ -131,7 +131,7 @@ def test_ols_agrees_with_statsmodels(name):
     assert list(ours.params.index) == design.term_names
     np.testing.assert_allclose(ours.params.to_numpy(), plain.params, rtol=1e-10)
     np.testing.assert_allclose(ours.bse.to_numpy(), plain.bse, rtol=1e-10)
-    assert ours.sigma2 == pytest.approx(plain.scale, rel=1e-10)
+    assert ours.sigma2_resid == pytest.approx(plain.scale, rel=1e-10)
     assert ours.df_resid == int(plain.df_resid)
     # CR1: statsmodels' default small-sample factor G/(G-1) (N-1)/(N-p)
     np.testing.assert_allclose(ours.bse_cluster.to_numpy(), robust.bse, rtol=1e-10)
