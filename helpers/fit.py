@@ -487,6 +487,7 @@ def ols_from_design(design: Design, formula: str | None = None) -> OlsResult:
             stats.n_obs,
             formula=design.formula if formula is None else formula,
             n_dropped=design.n_dropped,
+            reference_levels=getattr(design, "reference_levels", None),
         )
     X, y = design.X, design.y
     n, p = X.shape
@@ -504,6 +505,8 @@ def ols_from_design(design: Design, formula: str | None = None) -> OlsResult:
             beta = np.linalg.solve(r, qty + correction)
             r_inv = np.linalg.inv(r)
             rss = float(resid @ resid)
+        centre = float(y.mean()) if "Intercept" in design.term_names else 0.0
+        tss = float(np.sum((y - centre) ** 2))
         cluster = None
         if design.group is not None:
             cluster = (design.group_codes, len(design.group_labels), X * resid[:, None])
@@ -518,6 +521,8 @@ def ols_from_design(design: Design, formula: str | None = None) -> OlsResult:
         resid=resid,
         group=design.group,
         cluster=cluster,
+        tss=tss,
+        reference_levels=getattr(design, "reference_levels", None),
     )
 
 
@@ -533,6 +538,8 @@ def ols_result(
     resid=None,
     group: str | None = None,
     cluster=None,
+    tss: float | None = None,
+    reference_levels: dict | None = None,
 ) -> OlsResult:
     """Assemble an :class:`OlsResult` from beta, R^{-1} (X = Q R) and the residual sum of squares.
 
@@ -575,4 +582,6 @@ def ols_result(
         bse_cluster=bse_cluster,
         cov_cluster=cov_cluster,
         n_clusters=n_clusters,
+        tss=tss,
+        reference=tuple((str(k), str(v)) for k, v in (reference_levels or {}).items()),
     )

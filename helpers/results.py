@@ -187,6 +187,12 @@ class OlsResult(PandasCopies):
         statsmodels and R's sandwich::vcovCL use by default.
     cov_cluster : pandas.DataFrame or None
     formula : str
+    tss : float or None
+        The total sum of squares R's ``summary.lm`` uses: about the mean with an intercept, about 0
+        without; None for a fit from sums alone. It gives :attr:`rsquared`, :attr:`rsquared_adj`,
+        :attr:`fvalue` and :attr:`f_pvalue`.
+    reference_levels : dict
+        Factor -> its reference level, as :attr:`LmmResult.reference_levels` (shown in the summary).
     """
 
     params: pd.Series
@@ -202,6 +208,46 @@ class OlsResult(PandasCopies):
     bse_cluster: pd.Series | None = None
     cov_cluster: pd.DataFrame | None = None
     n_clusters: int | None = None
+    tss: float | None = None
+    reference: tuple = ()
+
+    @property
+    def reference_levels(self) -> dict:
+        """Factor -> its reference (first) level."""
+        return dict(self.reference)
+
+    @property
+    def _has_intercept(self) -> bool:
+        return "Intercept" in self.params.index
+
+    @property
+    def rsquared(self) -> float:
+        """R's "Multiple R-squared": 1 - RSS / TSS (NaN for a fit from sums alone)."""
+        if self.tss is None:
+            return float("nan")
+        return 1.0 - self.sigma2_resid * self.df_resid / self.tss
+
+    @property
+    def rsquared_adj(self) -> float:
+        """R's "Adjusted R-squared": 1 - (1 - R^2) (N - i) / (N - p), i = 1 with an intercept."""
+        return 1.0 - (1.0 - self.rsquared) * (self.n_obs - int(self._has_intercept)) / self.df_resid
+
+    @property
+    def fvalue(self) -> float:
+        """R's F statistic of the model against the intercept alone (against 0 without one)."""
+        df_model = len(self.params) - int(self._has_intercept)
+        if self.tss is None or df_model == 0:
+            return float("nan")
+        rss = self.sigma2_resid * self.df_resid
+        return (self.tss - rss) / df_model / self.sigma2_resid
+
+    @property
+    def f_pvalue(self) -> float:
+        """The F statistic's upper tail probability."""
+        import scipy.stats
+
+        df_model = len(self.params) - int(self._has_intercept)
+        return float(scipy.stats.f.sf(self.fvalue, df_model, self.df_resid))
 
     @property
     def sigma2(self) -> float:
@@ -239,6 +285,18 @@ class OlsResult(PandasCopies):
         ]
         if self.n_dropped:
             out.append(f"  ({self.n_dropped} observations deleted due to missingness)")
+        df_model = len(self.params) - int(self._has_intercept)
+        if self.tss is not None and df_model > 0:
+            f_p = self.f_pvalue
+            out += [
+                f"Multiple R-squared:  {_sig(self.rsquared, 4)},\t"
+                f"Adjusted R-squared:  {_sig(self.rsquared_adj, 4)} ",
+                f"F-statistic: {_sig(self.fvalue, 4):>5} on {df_model} and {self.df_resid} DF,  "
+                f"p-value: {'< 2.2e-16' if f_p < 2.2e-16 else _sig(f_p, 4)}",
+            ]
+        if self.reference_levels:
+            shown = ", ".join(f"{k} = {v}" for k, v in self.reference_levels.items())
+            out.append(f"Reference levels: {shown}")
         if self.bse_cluster is not None:
             out += [
                 "",

@@ -712,3 +712,29 @@ def test_ols_residual_variance_is_sigma2_resid_and_sigma2_is_a_deprecated_alias(
     with pytest.warns(DeprecationWarning, match="sigma2_resid"):
         alias = ols.sigma2
     assert alias == ols.sigma2_resid
+
+
+def test_ols_summary_prints_r_squared_f_and_reference_levels_as_r():
+    """summary(lm(Reaction ~ Days, sleepstudy)) in R prints 'Multiple R-squared:  0.2865,
+    Adjusted R-squared:  0.2825' and 'F-statistic: 71.46 on 1 and 178 DF,  p-value: 9.894e-15'; the
+    OLS summary lacked both lines and the reference levels that LmmResult.summary shows."""
+    from helpers.data import load_dataset
+
+    sleep = load_dataset("sleepstudy")
+    fit = fit_ols(sleep, "Reaction ~ Days")
+    assert fit.rsquared == pytest.approx(0.2865, abs=5e-5)
+    assert fit.rsquared_adj == pytest.approx(0.2825, abs=5e-5)
+    assert fit.fvalue == pytest.approx(71.46, abs=5e-3)
+    assert fit.f_pvalue == pytest.approx(9.894e-15, rel=1e-3)
+    text = fit.summary()
+    assert "Multiple R-squared:  0.2865,\tAdjusted R-squared:  0.2825" in text
+    assert "F-statistic: 71.46 on 1 and 178 DF,  p-value: 9.894e-15" in text
+    # R^2 of a model with an intercept is the squared correlation of y and the fitted values
+    fitted = sleep["Reaction"].to_numpy() - fit.resid
+    r = np.corrcoef(sleep["Reaction"], fitted)[0, 1]
+    assert fit.rsquared == pytest.approx(r * r, rel=1e-12)
+    factor = fit_ols(
+        sleep.assign(half=np.where(sleep.Days < 5, "early", "late")), "Reaction ~ half"
+    )
+    assert factor.reference_levels == {"half": "early"}
+    assert "Reference levels: half = early" in factor.summary()
