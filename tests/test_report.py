@@ -795,3 +795,19 @@ def test_random_slopes_from_a_large_file_are_refused_in_one_line(files, capsys):
     assert report.main([*argv, "--large"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not supported yet" in err and "drop --large" in err
+
+
+def test_the_report_names_the_engine_that_computed_the_sums(tmp_path):
+    """The report said 'computed from the file by DuckDB' on a Spark run as well."""
+    import dataclasses
+
+    from helpers.large import design_from_file
+    from helpers.report.content import describe_model
+
+    path = tmp_path / "sleep.parquet"
+    helpers.load_dataset("sleepstudy").to_parquet(path)
+    design = design_from_file(path, "Reaction ~ Days + (1 | Subject)")
+    assert "computed from the file by DuckDB;" in describe_model(design, path)
+    on_spark = dataclasses.replace(design, engine="spark")
+    text = describe_model(on_spark, path)
+    assert "computed from the file by Spark;" in text and "DuckDB" not in text

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from ..validate import DataError
 from .content import one_line
-from .inputs import ENGINES, LARGE_FILE_BYTES, SPARK_MASTER, Engine, choose_engine, parse_reference
+from .inputs import ENGINES, LARGE_FILE_BYTES, SPARK_MASTER, choose_engine, parse_reference
 from .run import NotebookMissing, ReportError, make_report
 
 __all__ = ["REPORT_BUGS", "main"]
@@ -161,16 +161,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "lmm-report") -> int:
         html = f"{Path(args.data).name.split('.')[0] or 'data'}_report.html"
 
     def notify(message: str) -> None:
-        if engine == "spark":  # the report's note names DuckDB, the engine of --large
-            message = str(message).replace("with DuckDB", "with Spark")
         print(f"{prog}: {one_line(message)}", file=sys.stderr)
 
     engine = args.engine
     try:
         large = True if args.large else None
-        if engine is not None:  # passed on as an Engine in place of large (see check_inputs)
+        if engine is not None:
             engine = choose_engine(args.data, engine, large)
-            large = Engine(engine, args.spark_master or SPARK_MASTER)
         make_report(
             args.data,
             args.formula,
@@ -179,6 +176,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "lmm-report") -> int:
             html=html,
             json_path=args.json,
             large=large,
+            engine=engine,
+            spark_master=args.spark_master or SPARK_MASTER,
             notify=notify,
         )
     except DataError as exc:

@@ -348,10 +348,18 @@ def _reference_sentence(design: Design) -> str:
     )
 
 
+def _engine_name(design: Design) -> str:
+    """What computed a rows-less design's sums, as a reader knows it (DuckDB, Spark, ...)."""
+    from ..design import ENGINE_NAMES
+
+    source = getattr(design, "source", "duckdb")
+    return ENGINE_NAMES.get(source, str(source))
+
+
 def describe_model(
     design: Design, data_path: str | os.PathLike | None = None, large: bool | None = None
 ) -> MarkdownText:
-    """One paragraph saying what was fitted to which data, and how (rows in memory or DuckDB sums).
+    """One paragraph saying what was fitted to which data, and how (rows in memory or an engine's sums).
 
     Parameters
     ----------
@@ -359,8 +367,8 @@ def describe_model(
     data_path : str, optional
         The file; None for the built-in example.
     large : bool, optional
-        Whether the statistics came from the file through DuckDB; by default, whether the design has
-        no rows.
+        Whether the statistics came from the file through an engine (DuckDB, Spark); by default,
+        whether the design has no rows.
 
     Returns
     -------
@@ -389,7 +397,8 @@ def describe_model(
         text += "\n\n" + references
     if (not design.has_rows) if large is None else large:
         text += (
-            "\n\nThe sums were computed from the file by DuckDB; its rows were never loaded into "
+            f"\n\nThe sums were computed from the file by {_engine_name(design)}; its rows were "
+            "never loaded into "
             "memory. Everything below comes from those sums, except four row-level checks, which are "
             "skipped: the quasi-demeaned refit (the `reconstructed` column comes from the exact "
             "within/between blend instead), cluster-robust standard errors for pooled OLS, the "

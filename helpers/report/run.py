@@ -20,9 +20,10 @@ from pathlib import Path
 
 import nbformat
 
+from ..design import ENGINE_NAMES
 from ..validate import DataError
 from .content import markdown_code, one_line
-from .inputs import Checked, check_inputs, check_outputs, save_design
+from .inputs import SPARK_MASTER, Checked, check_inputs, check_outputs, save_design
 
 __all__ = [
     "NOTEBOOK",
@@ -437,6 +438,8 @@ def make_report(
     html: str | os.PathLike | None = None,
     json_path: str | os.PathLike | None = None,
     large: bool | None = None,
+    engine: str | None = None,
+    spark_master: str = SPARK_MASTER,
     timeout: int = 3600,
     notify: Callable[[str], object] | None = None,
 ) -> Checked:
@@ -457,11 +460,15 @@ def make_report(
     html, json_path : str or os.PathLike, optional
         Where to write the report and the numbers.
     large : bool, optional
-        Force or forbid the DuckDB path (default: by file size).
+        Force or forbid the DuckDB path (default: by file size); the same as ``engine="duckdb"``.
+    engine : {"pandas", "duckdb", "spark"}, optional
+        Where the sums are computed (:func:`helpers.report.inputs.choose_engine`; default: by size).
+    spark_master : str, default "local[*]"
+        Where Spark runs, with ``engine="spark"``.
     timeout : int, default 3600
         Seconds allowed per notebook cell.
     notify : callable, optional
-        Called with a message about dropped rows or the DuckDB path, before the notebook runs.
+        Called with a message about dropped rows or the engine's sums, before the notebook runs.
 
     Returns
     -------
@@ -486,13 +493,22 @@ def make_report(
     """
     template = notebook_path()  # an installation without the notebooks fails here, before any work
     check_outputs(data, {"--html": html, "--json": json_path}, template=template)
-    checked = check_inputs(data, formula, reference=reference, group=group, large=large)
+    checked = check_inputs(
+        data,
+        formula,
+        reference=reference,
+        group=group,
+        large=large,
+        engine=engine,
+        spark_master=spark_master,
+    )
     if notify is not None:
         if checked.n_dropped:
             notify(checked.dropped_message())
         if checked.large:
+            by = ENGINE_NAMES.get(checked.design.source, checked.design.source)
             notify(
-                f"computing from the file with DuckDB ({checked.design.n_obs} rows used, never "
+                f"computing from the file with {by} ({checked.design.n_obs} rows used, never "
                 "loaded into memory)"
             )
     with tempfile.TemporaryDirectory(prefix="lmm-report-") as folder:
