@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 
 from ._blas import single_blas_thread
-from .formula import Factor, ModelSpec, Name
+from .formula import Factor, ModelSpec, Name, level_name
 from .validate import (
     DataError,
     RowsDroppedWarning,
@@ -304,19 +304,67 @@ def cell_sufficient_stats(
     >>> bool(np.isclose(a.ete, b.ete) and np.allclose(a.beta_ols, b.beta_ols))
     True
     """
-    n_cells, p = cell_rows.shape
-    with single_blas_thread():
-        key = codes * n_cells + cell_id
-        size = n_groups * n_cells
-        count = np.bincount(key, minlength=size)
-        mean = np.bincount(key, weights=y, minlength=size) / np.maximum(count, 1)
-        deviation = y - mean[key]
-        squares = np.bincount(key, weights=deviation * deviation, minlength=size)
+    n_cells = cell_rows.shape[0]
+    key = np.asarray(codes, dtype=np.int64) * n_cells + cell_id
+    count, mean, squares = _cell_pass(lambda rows: key[rows], y, n_groups * n_cells)
     used = np.flatnonzero(count)
     group, cell = used // n_cells, used % n_cells
-    n = count[used].astype(float)
-    ybar, within_ss = mean[used], squares[used]
-    x = cell_rows[cell]
+    return _stats_from_cells(
+        cell_rows[cell], group, count[used], mean[used], squares[used], n_groups, term_names
+    )
+
+
+#: Rows per chunk of the grouped pass: its temporaries stay a few MiB, whatever the number of rows.
+_CHUNK = 1 << 17
+#: Up to this many rows the keys of the first pass are kept for the second (8 bytes a row).
+_KEEP_KEYS = 1 << 21
+
+
+def _cell_pass(
+    key_of: Callable[[slice], np.ndarray], y: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean of y and sum of squares about that mean per key, in chunks of rows.
+
+    ``key_of(rows)`` gives the key (0 .. size - 1) of the rows of the slice ``rows``. The squares are
+    taken about each key's mean (a second pass), so that nothing cancels whatever the offset of y.
+    Chunks of cache-sized slices are faster than whole-array passes (measured: 3.2 ms instead of 5.7 ms
+    for the three sums at 326,362 rows) and keep the temporaries small; the keys are kept between the
+    two passes up to ``_KEEP_KEYS`` rows and computed again beyond, so memory stays bounded.
+    """
+    n = len(y)
+    chunks = [slice(start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)] or [
+        slice(0, 0)
+    ]
+    keys = [key_of(rows) for rows in chunks] if n <= _KEEP_KEYS else None
+    count = np.zeros(size, dtype=np.int64)
+    total = np.zeros(size)
+    for k, rows in enumerate(chunks):
+        key = keys[k] if keys else key_of(rows)
+        count += np.bincount(key, minlength=size)
+        total += np.bincount(key, weights=y[rows], minlength=size)
+    mean = total / np.maximum(count, 1)
+    squares = np.zeros(size)
+    for k, rows in enumerate(chunks):
+        key = keys[k] if keys else key_of(rows)
+        deviation = y[rows] - np.take(mean, key)
+        deviation *= deviation
+        squares += np.bincount(key, weights=deviation, minlength=size)
+    return count, mean, squares
+
+
+def _stats_from_cells(
+    x: np.ndarray,
+    group: np.ndarray,
+    count: np.ndarray,
+    ybar: np.ndarray,
+    within_ss: np.ndarray,
+    n_groups: int,
+    term_names: Sequence[str],
+) -> SufficientStats:
+    """:class:`SufficientStats` from the cluster x cell combinations that occur: each one's row of X,
+    cluster, count, mean of y and sum of squares about that mean (arithmetic on at most J x C numbers)."""
+    p = x.shape[1]
+    n = count.astype(float)
     root = np.sqrt(n)
     q_weighted, r = _qr(root[:, None] * x, list(term_names), n_rows=int(n.sum()))
     gamma = q_weighted.T @ (root * ybar)
@@ -451,7 +499,6 @@ class RowsUnavailable(ValueError):
     Spark or another engine): no rows were loaded."""
 
 
-@dataclass(frozen=True, eq=False)
 class Rows:
     """The row-level arrays of a design whose rows were in memory.
 
@@ -463,11 +510,89 @@ class Rows:
         The response (minus any offsets).
     group_codes : ndarray of int, shape (N,), or None
         The cluster of each row, 0 .. J - 1 (None without a grouping column).
+    cell_rows, cell_id : ndarray (C, p) and ndarray of int (N,), or None
+        When every predictor is categorical: the C distinct rows of X and which one each row has
+        (``X`` is ``cell_rows[cell_id]``). None otherwise.
+
+    When every predictor is categorical, :func:`build_design` keeps only the response and the factors'
+    and the cluster's codes in their small integer types; ``X``, ``group_codes`` and ``cell_id`` are
+    built from them the first time they are asked for (and kept). The fit itself never asks: it needs
+    only the sufficient statistics.
     """
 
-    X: np.ndarray
-    y: np.ndarray
-    group_codes: np.ndarray | None = None
+    def __init__(
+        self, X: np.ndarray | None, y: np.ndarray, group_codes: np.ndarray | None = None
+    ) -> None:
+        self._X = X
+        self.y = y
+        self._group_codes = group_codes
+        self._cells: _CellCodes | None = None
+
+    @classmethod
+    def _from_cells(cls, y: np.ndarray, cells: _CellCodes) -> Rows:
+        rows = cls(None, y, None)
+        rows._cells = cells
+        return rows
+
+    @property
+    def X(self) -> np.ndarray:  # noqa: N802 (the model matrix is X everywhere)
+        if self._X is None:
+            self._X = np.take(self._cells.cell_rows, self.cell_id, axis=0)
+        return self._X
+
+    @property
+    def group_codes(self) -> np.ndarray | None:
+        if self._group_codes is None and self._cells is not None:
+            self._group_codes = self._cells.group_codes()
+        return self._group_codes
+
+    @property
+    def cell_rows(self) -> np.ndarray | None:
+        return None if self._cells is None else self._cells.cell_rows
+
+    @property
+    def cell_id(self) -> np.ndarray | None:
+        return None if self._cells is None else self._cells.cell_id()
+
+    def __repr__(self) -> str:
+        return f"Rows(n={len(self.y)}, built={'X' if self._X is not None else 'codes only'})"
+
+
+@dataclass(eq=False)
+class _CellCodes:
+    """How to rebuild each row's cell and cluster from the codes a categorical design keeps.
+
+    ``factor_codes`` are the factors' codes on the rows used (small integer types, as the data had
+    them), ``radices`` their numbers of categories; a row's combination is their mixed-radix number,
+    and ``cell_of[combination]`` its cell (a row of ``cell_rows``). ``raw_group`` are the cluster codes
+    and ``group_of`` maps them to 0 .. J - 1 (unused categories dropped).
+    """
+
+    cell_rows: np.ndarray
+    factor_codes: list
+    radices: list
+    cell_of: np.ndarray
+    raw_group: np.ndarray
+    group_of: np.ndarray
+    y_owner: pd.Series | None = (
+        None  # the Series y views (held so that pandas copies before a change)
+    )
+    _cell_id: np.ndarray | None = None
+
+    def combination(self, rows: slice = slice(None)) -> np.ndarray:
+        out = np.zeros(len(self.raw_group[rows]), dtype=np.intp)
+        for codes, size in zip(self.factor_codes, self.radices, strict=True):
+            out *= size
+            out += codes[rows]
+        return out
+
+    def cell_id(self) -> np.ndarray:
+        if self._cell_id is None:
+            self._cell_id = np.take(self.cell_of, self.combination())
+        return self._cell_id
+
+    def group_codes(self) -> np.ndarray:
+        return np.take(self.group_of, self.raw_group)
 
 
 @dataclass(frozen=True, eq=False)
@@ -733,11 +858,17 @@ def build_design(
     check_columns(data, columns, response=plain_response, group=parsed.group, check_infinite=False)
 
     frame = data[columns]
-    missing = frame.isna()
-    keep = ~missing.any(axis=1).to_numpy()
-    n_dropped = int((~keep).sum())
-    dropped_by_column = {c: int(missing[c].to_numpy()[~keep].sum()) for c in columns}
-    dropped_by_column = {c: k for c, k in dropped_by_column.items() if k}
+    # column by column, so that one column's mask is alive at a time (every missing value drops its row)
+    keep = np.ones(len(frame), dtype=bool)
+    dropped_by_column = {}
+    for column in columns:
+        missing = frame[column].isna().to_numpy()
+        n_missing = int(np.count_nonzero(missing))
+        if n_missing:
+            keep &= ~missing
+            dropped_by_column[column] = n_missing
+    del missing
+    n_dropped = len(keep) - int(np.count_nonzero(keep))
     drop_missing(len(frame), dropped_by_column, n_dropped, columns, stacklevel=3)
     complete = frame.loc[keep] if n_dropped else frame
     # after the drop, as R does: an infinite value in a dropped row is no error
@@ -746,10 +877,16 @@ def build_design(
     # the variables are computed on every row before the drop, as R's model.frame computes them (so
     # scale() and poly() see the same rows as in R); the levels then come from the rows kept
     spec = ModelSpec(model)
-    values = spec.learn(spec.values(frame), keep)
-    if n_dropped:
-        values = {k: _subset(v, keep) for k, v in values.items()}
-    y = spec.response(frame)[keep]
+    scan = None
+    if method != "rows" and parsed.group is not None:
+        scan = _scan_cells(spec, frame, keep, n_dropped, parsed.group)
+    if scan is None:
+        values = spec.learn(spec.values(frame), keep)
+        if n_dropped:
+            values = {k: _subset(v, keep) for k, v in values.items()}
+        y = spec.response(frame)[keep]
+    else:  # the levels were learned from the cells that occur, which the scan found
+        values, y = scan.values, scan.y
     if not np.isfinite(y).all():
         raise DataError(
             f"The response {parsed.response!r} has infinite or undefined values after transformation "
@@ -769,18 +906,25 @@ def build_design(
             f"The formula {formula!r} has no fixed effects (no intercept and no predictors); add 1 or a "
             "predictor."
         )
-    cells = None
-    if method != "rows" and parsed.group is not None:
+    cells = cell_rows = X = None
+    if scan is not None:
+        # the distinct rows of X, one per cell; X itself is built only when asked for (Rows)
+        cell_rows = scan.codes.cell_rows = spec.matrix(values, scan.n_cells)
+        if scan.n_cells * 2 > len(y):  # too many cells for the shortcut: the row path, as before
+            X = np.take(cell_rows, scan.codes.cell_id(), axis=0)
+    elif method != "rows" and parsed.group is not None:
         cells = _cells(values, len(y))
-    if method == "cells" and cells is None:
+    if method == "cells" and cells is None and (scan is None or X is not None):
         raise ValueError("method='cells' needs only categorical predictors")
-    if cells is None:
+    if scan is not None:
+        pass
+    elif cells is None:
         X = spec.matrix(values, len(y))
     else:
         # every row of X is one of a few distinct rows: build those, then index them
         cell_rows = spec.matrix({k: _subset(v, cells[1]) for k, v in values.items()}, len(cells[1]))
         X = np.take(cell_rows, cells[0], axis=0)
-    if not np.isfinite(X).all():
+    if not np.isfinite(X if X is not None else cell_rows).all():
         raise DataError(
             "The model matrix has infinite values (a product of very large predictors); rescale them."
         )
@@ -789,6 +933,15 @@ def build_design(
     if parsed.group is None:
         with single_blas_thread():
             _qr(X, term_names)  # rank check only
+    elif scan is not None:
+        labels = scan.labels
+        check_groups(parsed.group, len(labels), len(y))
+        if X is not None:
+            codes = scan.codes.group_codes()
+            stats = sufficient_stats(X, y, codes, len(labels), term_names)
+        else:
+            with single_blas_thread():
+                stats = scan.stats(cell_rows, term_names)
     else:
         codes, labels = _encode_groups(complete[parsed.group])
         check_groups(parsed.group, len(labels), len(y))
@@ -796,12 +949,18 @@ def build_design(
             stats = sufficient_stats(X, y, codes, len(labels), term_names)
         else:
             stats = cell_sufficient_stats(cell_rows, cells[0], y, codes, len(labels), term_names)
+    if scan is not None and X is None:
+        rows = Rows._from_cells(y, scan.codes)
+    else:
+        rows = Rows(X, y, codes)
     random = None
-    if random_slopes and codes is not None:  # slopes, '||', several terms (helpers.random_terms)
+    if random_slopes and parsed.group is not None:  # slopes, '||', several terms (random_terms)
         from .random_terms import build_random_effects, needs_random_terms
 
         if needs_random_terms(model.bars):
-            random = build_random_effects(model, frame, keep, X, y, codes, stats, parsed.group)
+            random = build_random_effects(
+                model, frame, keep, rows.X, y, rows.group_codes, stats, parsed.group
+            )
     return Design(
         term_names=term_names,
         response=parsed.response,
@@ -815,7 +974,157 @@ def build_design(
         reference_levels=dict(spec.reference_levels),
         random=random,
         levels=spec_levels(spec),
-        rows=Rows(X, y, codes),
+        rows=rows,
+    )
+
+
+#: At most this many combinations of factor levels for the cell path (beyond, X is built row by row).
+_MAX_COMBINATIONS = 100_000
+
+
+@dataclass(eq=False)
+class _Scan:
+    """What :func:`_scan_cells` found: the cells' values (levels learned), the response, the clusters
+    and, per cluster x cell combination that occurs, its cluster, cell, count, mean and squares."""
+
+    values: dict
+    y: np.ndarray
+    labels: pd.Index
+    codes: _CellCodes
+    n_cells: int
+    group: np.ndarray
+    cell: np.ndarray
+    count: np.ndarray
+    mean: np.ndarray
+    squares: np.ndarray
+
+    def stats(self, cell_rows: np.ndarray, term_names: Sequence[str]) -> SufficientStats:
+        return _stats_from_cells(
+            cell_rows[self.cell],
+            self.group,
+            self.count,
+            self.mean,
+            self.squares,
+            len(self.labels),
+            term_names,
+        )
+
+
+def _small_codes(codes: np.ndarray, n_levels: int, keep: np.ndarray | None) -> np.ndarray:
+    """A copy of ``codes`` (of the rows kept) in the smallest signed integer type that holds them."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_levels < np.iinfo(dtype).max:
+            break
+    else:
+        dtype = np.int64
+    return (codes if keep is None else codes[keep]).astype(dtype)
+
+
+def _raw_factors(spec: ModelSpec, frame: pd.DataFrame) -> dict | None:
+    """Each predictor as a :class:`Factor` over all its categories (a categorical column's own codes,
+    not copied), or None when one is numeric."""
+    out = {}
+    for var in spec.formula.predictors:
+        if isinstance(var.node, Name):
+            column = spec._column(frame, var.node.id)
+            if isinstance(column.dtype, pd.CategoricalDtype) and var.label not in spec.levels:
+                levels = list(column.cat.categories)
+                names = [level_name(v) for v in levels]
+                codes = column.cat.codes.to_numpy()
+                out[var.label] = Factor(codes, levels, names, bool(column.dtype.ordered))
+                continue
+        factor = spec._factor(var, frame)
+        if factor is None:
+            return None
+        out[var.label] = factor
+    return out
+
+
+def _scan_cells(
+    spec: ModelSpec, frame: pd.DataFrame, keep: np.ndarray, n_dropped: int, group: str
+) -> _Scan | None:
+    """When every predictor is categorical: one grouped pass over the rows by cluster x combination of
+    the factors' codes (counts, means and squares about the means), from which the clusters, the
+    levels and the cells that occur are read; the levels are then learned from the cells (as they would
+    be from the rows: the same levels occur). None, with ``spec`` untouched, when a predictor is
+    numeric, the combinations are too many, or a value would raise an error: the general path then
+    runs, and raises it where it always did.
+    """
+    try:
+        factors = _raw_factors(spec, frame)
+        if factors is None:
+            return None
+        radices = [len(f.levels) for f in factors.values()]
+        n_combinations = int(np.prod(radices)) if radices else 1
+        if n_combinations > _MAX_COMBINATIONS:
+            return None
+        column = frame[group]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            raw_group, labels = column.cat.codes.to_numpy(), pd.Index(column.cat.categories)
+        else:
+            raw_group, labels = pd.factorize(column, sort=True)
+            labels = pd.Index(labels)
+        y = spec.response(frame)
+    except DataError:
+        return None
+    owner = None  # the Series whose buffer y views: held, so that pandas copies before any change
+    response = spec.formula.response.node
+    if not n_dropped and isinstance(response, Name) and not spec.formula.offsets:
+        column = frame[response.id]
+        if column.dtype == np.float64:
+            owner, y = column, column.to_numpy()
+    size = len(labels) * n_combinations
+    rows_kept = keep if n_dropped else None
+    if size > max(4 * (len(frame) - n_dropped), 1 << 20):
+        return None
+    if owner is None:
+        y = y[keep] if n_dropped else np.array(y, dtype=float)
+    y.setflags(write=False)
+    codes = _CellCodes(
+        cell_rows=None,
+        factor_codes=[_small_codes(f.codes, len(f.levels), rows_kept) for f in factors.values()],
+        radices=radices,
+        cell_of=None,
+        raw_group=_small_codes(raw_group, len(labels), rows_kept),
+        group_of=None,
+        y_owner=owner,
+    )
+
+    def key_of(rows: slice) -> np.ndarray:  # cluster, then the factors: a mixed-radix number
+        key = codes.raw_group[rows].astype(np.intp)
+        for factor_codes, radix in zip(codes.factor_codes, radices, strict=True):
+            key *= radix
+            key += factor_codes[rows]
+        return key
+
+    count, mean, squares = _cell_pass(key_of, y, size)
+    used = np.flatnonzero(count)
+    raw_cluster, combination = np.divmod(used, n_combinations)
+    # the clusters and the combinations of levels that occur, in code order
+    cluster_used = np.zeros(len(labels), dtype=bool)
+    cluster_used[raw_cluster] = True
+    combination_used = np.zeros(n_combinations, dtype=bool)
+    combination_used[combination] = True
+    present = np.flatnonzero(combination_used)
+    codes.group_of = np.cumsum(cluster_used) - 1
+    codes.cell_of = np.cumsum(combination_used) - 1
+    cell_values, rest = {}, present
+    for (label, factor), radix in reversed(list(zip(factors.items(), radices, strict=True))):
+        rest, digit = np.divmod(rest, radix)
+        cell_values[label] = Factor(digit, factor.levels, factor.names, factor.ordered)
+    cell_values = {label: cell_values[label] for label in factors}
+    values = spec.learn(cell_values, np.ones(len(present), dtype=bool))
+    return _Scan(
+        values=values,
+        y=y,
+        labels=labels[cluster_used] if not cluster_used.all() else labels,
+        codes=codes,
+        n_cells=len(present),
+        group=codes.group_of[raw_cluster],
+        cell=codes.cell_of[combination],
+        count=count[used],
+        mean=mean[used],
+        squares=squares[used],
     )
 
 

@@ -258,12 +258,33 @@ def check_columns(
         numeric = not isinstance(values.dtype, pd.CategoricalDtype) and (
             pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         )
-        example = str(values.dropna().iloc[0]) if values.notna().any() else None
-        check_response_kind(response, str(values.dtype), numeric, example)
+        if not numeric:  # the example is only needed for the message
+            example = str(values.dropna().iloc[0]) if values.notna().any() else None
+            check_response_kind(response, str(values.dtype), numeric, example)
     if check_infinite:
         check_finite(data, columns)
     if group is not None:
-        check_groups(group, int(data[group].dropna().nunique()))
+        check_groups(group, _distinct_up_to_two(data[group]))
+
+
+def _distinct_up_to_two(values: pd.Series) -> int:
+    """The number of distinct non-missing values when it is 0 or 1, else 2 (or more): all that
+    :func:`check_groups` needs before the drop, without hashing every label."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        present = codes[codes >= 0]
+        if len(present) == 0:
+            return 0
+        return 1 if (present == present[0]).all() else 2
+    if (
+        isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf"
+    ):  # NaN marks a missing number
+        numbers = values.to_numpy()
+        present = numbers[~np.isnan(numbers)] if numbers.dtype.kind == "f" else numbers
+        if len(present) == 0:
+            return 0
+        return 1 if (present == present[0]).all() else 2
+    return int(values.dropna().nunique())
 
 
 def check_present(columns: Iterable[str], available: Sequence) -> None:
@@ -346,7 +367,9 @@ def check_finite(data: pd.DataFrame, columns: Iterable[str]) -> None:
     """
     for col in columns:
         values = data[col]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind == "f":  # in place, not copied
+            check_infinite(col, int(np.isinf(values.to_numpy()).sum()))
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             check_infinite(col, int(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).sum()))
 
 
