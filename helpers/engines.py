@@ -33,8 +33,11 @@ The cells already carry every per-cluster cross-product of the keys (the respons
 columns and products): summed over a cluster's cells, ``n (mean mean') + comoment`` is that cluster's
 full cross-product matrix. The blocks Z_i'Z_i, Z_i'X_i and Z_i'y_i of a random slope are sums of the
 same kind, so a slope variable is one more key (one more product column) in the same expression.
-Turning those blocks into :class:`helpers.random_terms` input is not wired yet: this path refuses random
-slopes, as the file path does.
+In numpy each column of Z, of Q = X R^{-1} and the OLS residual e is, on a cell, linear in the centred
+keys, so the blocks Z_i'Z_i, Z_i'Q_i and Z_i'e_i follow from the cells in the basis the random
+intercept's statistics use (:func:`helpers.large.random_cell_sums`), and the fit runs on the one kernel
+(:mod:`helpers.kernel`) as for rows. The design's ``random`` then has no row matrix Z: residuals and
+fitted values of the rows raise :class:`helpers.design.RowsUnavailable`, as for the random intercept.
 
 The engines
 -----------
@@ -619,7 +622,8 @@ def design_from_cells(
     in the message for a table without rows; ``engine`` (:func:`engine_name`) is what computed the
     cells, recorded as the design's ``source``.
     """
-    from .large import _combine
+    from .large import _combine_with_basis
+    from .random_terms import needs_random_terms
 
     # sorted, as build_design lists them, so the messages and the counts read the same
     model_columns = sorted(dict.fromkeys([response, *variables, group]), key=str)
@@ -658,6 +662,7 @@ def design_from_cells(
 
     # each model column on a cell: its categorical indicator times the product of its numeric columns
     spec = ModelSpec(parsed.model)
+    fixed = {var.label for var in parsed.model.predictors}
     values = {}
     for column in variables:
         if column in numeric:
@@ -667,15 +672,20 @@ def design_from_cells(
             values[column] = Factor(
                 codes_c, levels[column], list(levels[column]), is_ordered.get(column, False)
             )
-    values = spec.learn(values, np.ones(len(complete), dtype=bool))
+    every_cell = np.ones(len(complete), dtype=bool)
+    cell_values = values
+    values = spec.learn({k: v for k, v in values.items() if k in fixed}, every_cell)
     indicator = spec.matrix(values, len(complete), unit_numeric=True)
     term_names = list(spec.column_names)
     check_enough_rows(n_obs, len(term_names))
     column_atoms = [tuple(sorted(atom)) for atom in spec.column_numeric]
     atoms = [key for key in keys if key != RESPONSE]
-    stats = _combine(
+    stats, basis = _combine_with_basis(
         complete, indicator, column_atoms, atoms, dict(shifts), codes, len(labels), term_names
     )
+    random = None
+    if needs_random_terms(parsed.model.bars):
+        random = _random_effects(parsed.model, cell_values, basis, codes, stats, group)
     return Design(
         term_names=term_names,
         response=response,
@@ -690,7 +700,27 @@ def design_from_cells(
         levels=spec_levels(spec),
         path=path,
         engine=engine,
+        random=random,
     )
+
+
+def _random_effects(model, cell_values, basis, codes, stats, group: str):
+    """The random-slope blocks from the cells (:func:`helpers.large.random_cell_sums`), checked as
+    :func:`helpers.random_terms.build_random_effects` checks the rows."""
+    from .large import random_cell_sums
+    from .random_terms import check_support, random_effects_from_sums, random_term_columns
+
+    n_cells = len(codes)
+    terms, matrices, z_atoms = random_term_columns(
+        model, cell_values, np.ones(n_cells, dtype=bool), n_cells, group
+    )
+    n_groups = stats.n_groups
+    cross, within, scale, constant = random_cell_sums(
+        basis, np.hstack(matrices), z_atoms, codes, n_groups
+    )
+    names = [n for term in terms for n in term.names]
+    check_support(names, n_groups, group, stats.n_obs, within, scale, constant)
+    return random_effects_from_sums(terms, cross, stats.n_obs, stats, group)
 
 
 def _example(table, column: str) -> str | None:
@@ -718,8 +748,9 @@ def design_from_table(
         The rows, on any Ibis backend (DuckDB, Spark, ...) or as a PySpark DataFrame. They are never
         brought here: the engine returns a few sums per cluster and cell.
     formula : str
-        ``"y ~ x + (1 | g)"``, or a fixed-effects formula with ``group``. Plain columns and their
-        interactions (as :func:`helpers.large.design_from_file`).
+        ``"y ~ x + (1 | g)"``, ``"y ~ x + (1 + x | g)"`` (any random terms of one grouping factor), or
+        a fixed-effects formula with ``group``. Plain columns and their interactions (as
+        :func:`helpers.large.design_from_file`).
     group : str, optional
     reference : dict, optional
         ``{column: level}``: the reference (first) level of a categorical predictor.
@@ -762,7 +793,7 @@ def design_from_table(
 
     table = as_table(data)
     reference = dict(reference or {})
-    parsed = parse_formula(formula, group)
+    parsed = parse_formula(formula, group, random_slopes=True)
     group = require_group(parsed.group)
     response, variables, terms = _parse_terms(parsed)
     model_columns = list(dict.fromkeys([response, *variables, group]))

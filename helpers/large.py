@@ -46,8 +46,9 @@ as text although every value reads as a number is read as a number, as pandas re
 mostly holds numbers but is text is refused, naming the values (:func:`text_number_problem`).
 
 Supported formulas: a response, plain columns (numeric, logical or text; backticks for names with spaces
-or dots), interactions of them (``a:b``, ``a*b``), ``0 +`` or ``- 1``, and one ``(1 | group)`` term,
-parsed by :func:`helpers.formula.parse` like every formula. Transformations such as ``log(x)`` or
+or dots), interactions of them (``a:b``, ``a*b``), ``0 +`` or ``- 1``, and random-effects terms of one
+grouping factor (``(1 | g)``, ``(1 + x | g)``, ``(x || g)``: a random slope's column is one more key of
+the scan, and :func:`random_cell_sums` forms its blocks from the cells), parsed by :func:`helpers.formula.parse` like every formula. Transformations such as ``log(x)`` or
 ``scale(x)`` need the rows; add them as columns to the file first.
 """
 
@@ -62,6 +63,7 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -632,7 +634,18 @@ def _parse_terms(parsed):
             raise refuse(var.label)
     response = model.response.label
     variables = [var.label for var in model.predictors if var.label != response]
-    return response, variables, [list(term) for term in model.terms]
+    terms = [list(term) for term in model.terms]
+    # the random slopes' columns: plain columns too, each one more key of the same aggregation
+    for bar in model.bars:
+        for term in bar.terms:
+            for label in term:
+                var = model.variables[label]
+                if not isinstance(var.node, Name):
+                    raise refuse(var.label)
+                if label not in variables and label != response:
+                    variables.append(label)
+            terms.append(list(term))
+    return response, variables, terms
 
 
 def _parquet_dictionary_levels(path, column: str):
@@ -671,8 +684,8 @@ def design_from_file(
     path : str or os.PathLike
         A ``.csv``, ``.tsv`` (optionally ``.gz``) or ``.parquet`` file.
     formula : str
-        ``"y ~ x + (1 | g)"``, or a fixed-effects formula with ``group``. Plain columns and their
-        interactions only (see the module notes).
+        ``"y ~ x + (1 | g)"``, ``"y ~ x + (1 + x | g)"``, or a fixed-effects formula with ``group``.
+        Plain columns and their interactions only (see the module notes).
     group : str, optional
         The grouping column, when the formula has no ``(1 | g)`` term.
     reference : dict, optional
@@ -714,7 +727,7 @@ def design_from_file(
     fmt = check_file(path)
     name = Path(path).name
     reference = dict(reference or {})
-    parsed = parse_formula(formula, group)
+    parsed = parse_formula(formula, group, random_slopes=True)
     group = require_group(parsed.group)
     response, variables, terms = _parse_terms(parsed)
     model_columns = list(dict.fromkeys([response] + variables + [group]))
@@ -856,7 +869,16 @@ def _in_span(basis: np.ndarray, target: np.ndarray):
 
 
 def _combine(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, term_names):
-    """Per-cell counts, sums and co-moments -> the model's sufficient statistics.
+    """Per-cell counts, sums and co-moments -> the model's sufficient statistics (see
+    :func:`_combine_with_basis`)."""
+    return _combine_with_basis(
+        cells, indicator, column_atoms, atoms, shifts, codes, n_groups, term_names
+    )[0]
+
+
+def _combine_with_basis(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, term_names):
+    """Per-cell counts, sums and co-moments -> the model's sufficient statistics, and the basis in
+    which they were formed (:class:`_CellBasis`, for the random-slope blocks of :func:`random_cell_sums`).
 
     Write d for a centred value (value - shift). On a cell, a model column is X_j = I_j (d_a + shift_a),
     with I_j its categorical indicator and a its numeric column (or product of columns), or X_j = I_j for
@@ -948,8 +970,21 @@ def _combine(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, ter
         sum_q = sum_q @ rotation
         within_qq = rotation.T @ within_qq @ rotation
         within_qe = rotation.T @ within_qe
+    else:
+        rotation = np.eye(p)
     beta = gamma - n_matrix @ gamma + y_shift * weights
-    return SufficientStats(
+    basis = _CellBasis(
+        count=count,
+        means=means,
+        comoment=comoment,
+        position=position,
+        shifts=dict(shifts),
+        offset=offset,
+        slope=slope,
+        q_map=r_inv @ rotation,
+        gamma=gamma,
+    )
+    stats = SufficientStats(
         counts=base.counts,
         sum_q=sum_q,
         sum_e=base.sum_e,
@@ -960,6 +995,90 @@ def _combine(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, ter
         within_qe=within_qe,
         within_ee=within_ee,
     )
+    return stats, basis
+
+
+@dataclass(frozen=True, eq=False)
+class _CellBasis:
+    """How :func:`_combine_with_basis` wrote each cell: the counts, the means and co-moments of the
+    centred keys d, and the loadings of the centred model columns Z_c and of y - shift_y on a cell
+    (``offset + slope @ d``); Q = Z_c ``q_map`` and the OLS residual e = (y - shift_y) - Z_c ``gamma``."""
+
+    count: np.ndarray
+    means: np.ndarray
+    comoment: np.ndarray
+    position: dict
+    shifts: dict
+    offset: np.ndarray
+    slope: np.ndarray
+    q_map: np.ndarray
+    gamma: np.ndarray
+
+
+def random_cell_sums(basis: _CellBasis, z_indicator, z_atoms, codes, n_groups: int):
+    """The random-slope blocks from the cells: per cluster the cross-products of [U Q e].
+
+    U are the columns of the random-effects matrix (each its categorical indicator on the cell times
+    its numeric column or product, ``z_atoms``; () for an intercept or a dummy), Q = X R^{-1} and e the
+    OLS residual, in the basis of the design's :class:`helpers.design.SufficientStats` (as
+    :func:`helpers.random_terms.block_sums` sums them over rows). On a cell every column is linear in
+    the centred keys d, ``a + B d``, so a cluster's cross-product is the sum over its cells of
+    ``n (a + B mean)(a + B mean)' + B comoment B'``.
+
+    Returns
+    -------
+    cross : ndarray, shape (n_groups, q + p + 1, q + p + 1)
+        Per cluster, the cross-products of U (first q), Q (next p) and e (last).
+    within : ndarray, shape (q,)
+        The within-cluster sum of squares of each column of U (for
+        :func:`helpers.random_terms.check_support`).
+    scale : ndarray, shape (q,)
+        The largest root mean square of each column of U over the cells.
+    constant : ndarray of bool, shape (q,)
+        Whether a column of U takes one value on every row (an intercept).
+    """
+    z_indicator = np.asarray(z_indicator, dtype=float)
+    n_cells, q = z_indicator.shape
+    p = basis.q_map.shape[0]
+    m = basis.means.shape[1]
+    offset_u = np.zeros((n_cells, q))
+    slope_u = np.zeros((n_cells, q, m))
+    for k, atom in enumerate(z_atoms):
+        if atom:
+            offset_u[:, k] = z_indicator[:, k] * basis.shifts[atom]
+            slope_u[:, k, basis.position[atom]] = z_indicator[:, k]
+        else:
+            offset_u[:, k] = z_indicator[:, k]
+    offset_z, slope_z = basis.offset[:, :p], basis.slope[:, :p]
+    offset_q = offset_z @ basis.q_map
+    slope_q = np.einsum("cjm,jk->ckm", slope_z, basis.q_map)
+    offset_e = basis.offset[:, p] - offset_z @ basis.gamma
+    slope_e = basis.slope[:, p] - np.einsum("cjm,j->cm", slope_z, basis.gamma)
+    offset = np.concatenate([offset_u, offset_q, offset_e[:, None]], axis=1)
+    slope = np.concatenate([slope_u, slope_q, slope_e[:, None, :]], axis=1)
+    mean = offset + np.einsum("cjm,cm->cj", slope, basis.means)
+    internal = np.einsum("cjm,cmn,ckn->cjk", slope, basis.comoment, slope)
+    count = basis.count
+    per_cell = internal + count[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    width = q + p + 1
+    cross = np.zeros((n_groups, width, width))
+    np.add.at(cross, codes, per_cell)
+    cross = 0.5 * (cross + np.transpose(cross, (0, 2, 1)))
+    # the within-cluster spread of each column of U
+    counts = np.bincount(codes, weights=count, minlength=n_groups)
+    sums = np.column_stack(
+        [np.bincount(codes, weights=count * mean[:, k], minlength=n_groups) for k in range(q)]
+    ).reshape(n_groups, q)
+    spread = mean[:, :q] - (sums / np.maximum(counts, 1.0)[:, None])[codes]
+    within = np.einsum("ckk->k", internal[:, :q, :q]) + np.einsum("c,ck->k", count, spread**2)
+    variance = np.maximum(
+        np.einsum("ckk->ck", internal[:, :q, :q]) / np.maximum(count, 1.0)[:, None], 0
+    )
+    scale = np.sqrt(np.max(mean[:, :q] ** 2 + variance, axis=0, initial=0.0))
+    constant = np.array(
+        [bool(np.all(slope_u[:, k] == 0) and np.all(mean[:, k] == mean[0, k])) for k in range(q)]
+    )
+    return cross, within, scale, constant
 
 
 def fit_lmm_file(
@@ -971,7 +1090,8 @@ def fit_lmm_file(
     reml: bool = True,
     centre_rows: int | None = 1_000_000,
 ):
-    """Fit the random-intercept model to a CSV or Parquet file through DuckDB, without loading its rows.
+    """Fit a mixed model (random intercept or slopes) to a CSV or Parquet file through DuckDB, without
+    loading its rows.
 
     Parameters
     ----------

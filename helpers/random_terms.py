@@ -61,6 +61,9 @@ __all__ = [
     "build_random_effects",
     "block_sums",
     "distinct_rows",
+    "check_support",
+    "random_term_columns",
+    "random_effects_from_sums",
     "varcorr_frame",
     "SUPPORTED",
     "SINGULAR_TOL",
@@ -205,8 +208,10 @@ class RandomEffects:
     group : str
     terms : tuple of RandomTerm
         The blocks of T, in lme4's order.
-    Z : ndarray, shape (N, q)
-        The random-effects model matrix of the rows used (read-only).
+    Z : ndarray, shape (N, q), or None
+        The random-effects model matrix of the rows used (read-only); None when the blocks were
+        summed where the data live (by DuckDB, Spark, ...: :func:`random_effects_from_sums`), which
+        leaves the fit, its inference from sums and the conditional modes, but no row-level results.
     blocks : helpers.kernel.Blocks
         Z_i'Z_i, Z_i'Q_i per cluster and Q'Q, with R (:mod:`helpers.kernel`).
     response : helpers.kernel.Response
@@ -215,14 +220,19 @@ class RandomEffects:
 
     group: str
     terms: tuple
-    Z: np.ndarray
+    Z: np.ndarray | None
     blocks: Blocks
     response: Response
 
     @property
     def q(self) -> int:
         """Random effects per cluster."""
-        return int(self.Z.shape[1])
+        return int(sum(self.sizes))
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether Z (the rows) is at hand."""
+        return self.Z is not None
 
     @property
     def names(self) -> list[str]:
@@ -473,6 +483,43 @@ def block_sums(
 
 
 def _check_support(names, Z, codes, n_groups: int, group: str, n_obs: int, cells=None) -> None:
+    check_support(names, n_groups, group, n_obs, *_column_spread(Z, codes, n_groups, cells))
+
+
+def _column_spread(Z, codes, n_groups: int, cells=None):
+    """Each column of Z: its within-cluster sum of squares, its scale (largest absolute value) and
+    whether it is constant (an intercept), from the rows or by cluster x cell combination."""
+    if cells is None:
+        weights, rows, z_rows = None, codes, Z
+    else:  # one entry per cluster x cell combination, weighted by its rows
+        cell_id, first = cells
+        key = codes * len(first) + cell_id
+        weights = np.bincount(key, minlength=n_groups * len(first)).astype(float)
+        used = np.flatnonzero(weights)
+        weights, rows, z_rows = weights[used], used // len(first), Z[first][used % len(first)]
+    counts = np.bincount(rows, weights=weights, minlength=n_groups).astype(float)
+    q = Z.shape[1]
+    within, scale, constant = np.zeros(q), np.zeros(q), np.zeros(q, dtype=bool)
+    for a in range(q):
+        z = z_rows[:, a]
+        scale[a] = float(np.max(np.abs(z))) if len(z) else 0.0
+        constant[a] = bool(len(z) and np.all(z == z[0]))
+        if constant[a]:
+            continue
+        zw = z if weights is None else z * weights
+        mean = np.bincount(rows, weights=zw, minlength=n_groups) / counts
+        deviation = z - mean[rows]
+        within[a] = float(deviation @ (deviation if weights is None else deviation * weights))
+    return within, scale, constant
+
+
+def check_support(names, n_groups: int, group: str, n_obs: int, within, scale, constant) -> None:
+    """Refuse a random-effects structure the data cannot support (see the module notes).
+
+    ``within``, ``scale`` and ``constant`` describe each column of Z: its within-cluster sum of
+    squares, its size, and whether it is one value on every row (an intercept); from the rows
+    (:func:`_column_spread`) or from sums (:func:`helpers.large.random_cell_sums`).
+    """
     q = len(names)
     if q * n_groups >= n_obs:
         raise DataError(
@@ -487,30 +534,15 @@ def _check_support(names, Z, codes, n_groups: int, group: str, n_obs: int, cells
             f"{q} x {q} covariance matrix needs at least {q + 1} groups to be estimated: drop a random "
             "slope, or use the uncorrelated form '(x || g)'."
         )
-    if cells is None:
-        weights, rows, z_rows = None, codes, Z
-    else:  # one entry per cluster x cell combination, weighted by its rows
-        cell_id, first = cells
-        key = codes * len(first) + cell_id
-        weights = np.bincount(key, minlength=n_groups * len(first)).astype(float)
-        used = np.flatnonzero(weights)
-        weights, rows, z_rows = weights[used], used // len(first), Z[first][used % len(first)]
-    counts = np.bincount(rows, weights=weights, minlength=n_groups).astype(float)
     for a, name in enumerate(names):
-        z = z_rows[:, a]
-        scale = float(np.max(np.abs(z))) if len(z) else 0.0
-        if scale == 0.0:
+        if scale[a] == 0.0:
             raise DataError(
                 f"The random-effects column {name!r} is zero in every row used; drop it from the "
                 "random-effects term."
             )
-        if np.all(z == z[0]):
+        if constant[a]:
             continue  # an intercept
-        zw = z if weights is None else z * weights
-        mean = np.bincount(rows, weights=zw, minlength=n_groups) / counts
-        deviation = z - mean[rows]
-        within = float(deviation @ (deviation if weights is None else deviation * weights))
-        if within <= n_obs * (1e-10 * scale) ** 2:
+        if within[a] <= n_obs * (1e-10 * scale[a]) ** 2:
             raise DataError(
                 f"The random slope of {name!r} is on a variable that is constant within every group "
                 f"of {group!r}, so its effect cannot vary between groups; drop it from the "
@@ -566,6 +598,66 @@ def build_random_effects(model: Formula, frame: pd.DataFrame, keep, X, y, codes,
     blocks._cache("r_inv", lambda: stats.r_inverse)
     Z.setflags(write=False)
     return RandomEffects(group=group, terms=tuple(terms), Z=Z, blocks=blocks, response=resp)
+
+
+def random_term_columns(model: Formula, values: dict, keep, n_rows: int, group: str):
+    """Each random-effects term of ``model`` and its columns: (terms, matrices, atoms).
+
+    ``values`` are the model's variables (:meth:`helpers.formula.ModelSpec.values`) on the rows, or
+    on the cells of an aggregation with every numeric variable set to 1 (then each matrix is the
+    columns' categorical indicators and ``atoms`` names the numeric columns each is a product of, as
+    :func:`helpers.engines.design_from_cells` writes the fixed part).
+    """
+    keep = np.asarray(keep, dtype=bool)
+    terms, matrices, atoms = [], [], []
+    for intercept, block in expand_bars(model.bars):
+        spec = ModelSpec(_block_formula(model, intercept, block))
+        labels = {label for term in block for label in term}
+        learned = spec.learn({k: v for k, v in values.items() if k in labels}, keep)
+        learned = {k: _subset(v, keep) for k, v in learned.items()}
+        names = tuple(r_term_name(n) for n in spec.column_names)
+        terms.append(RandomTerm(group=group, names=names, spec=spec))
+        matrices.append(spec.matrix(learned, n_rows, unit_numeric=True))
+        atoms += [tuple(sorted(atom)) for atom in spec.column_numeric]
+    return terms, matrices, atoms
+
+
+def random_effects_from_sums(terms, cross, n_obs: int, stats, group: str) -> RandomEffects:
+    """The :class:`RandomEffects` of a design whose rows were reduced to sums where they live.
+
+    Parameters
+    ----------
+    terms : list of RandomTerm
+    cross : ndarray, shape (J, q + p + 1, q + p + 1)
+        Per cluster, the cross-products of [Z Q e] (:func:`helpers.large.random_cell_sums`), with
+        Q = X R^{-1} and e = y - X beta_ols in the basis of ``stats``.
+    n_obs : int
+    stats : helpers.design.SufficientStats
+    group : str
+
+    Returns
+    -------
+    RandomEffects
+        With ``Z`` None: the blocks :func:`block_sums` sums from the rows.
+    """
+    q = sum(term.size for term in terms)
+    p = stats.r_factor.shape[0]
+    total = cross.sum(axis=0)
+    ztz = np.ascontiguousarray(cross[:, :q, :q])
+    ztx = np.ascontiguousarray(cross[:, :q, q : q + p])
+    zty = np.ascontiguousarray(cross[:, :q, q + p])
+    xtx = 0.5 * (total[q : q + p, q : q + p] + total[q : q + p, q : q + p].T)
+    blocks = Blocks(ztz=ztz, ztx=ztx, xtx=xtx, n_obs=n_obs, r_factor=stats.r_factor)
+    resp = Response(
+        zty=zty,
+        xty=total[q : q + p, q + p],
+        yty=np.asarray(float(stats.ete)),
+        beta_ols=stats.beta_ols,
+    )
+    for value in (ztz, ztx, zty):
+        value.setflags(write=False)
+    blocks._cache("r_inv", lambda: stats.r_inverse)
+    return RandomEffects(group=group, terms=tuple(terms), Z=None, blocks=blocks, response=resp)
 
 
 def _subset(value, rows):

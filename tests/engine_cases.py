@@ -139,3 +139,93 @@ def run_report(*argv: str) -> subprocess.CompletedProcess:
         timeout=600,
         check=False,
     )
+
+
+def question_frame(n: int = 6000, seed: int = 5) -> pd.DataFrame:
+    """Question-shaped rows: a response far from 0, a two-level ``condition`` (text, reference
+    ``unstim``, which is not the first sorted level) whose effect varies by ``cluster`` (24 string
+    labels of unequal sizes), an integer ``batch`` label, and gaps in the response and the condition."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.dirichlet(np.full(24, 0.8))
+    cluster = rng.choice(24, n, p=sizes)
+    stim = rng.random(n) < 0.45
+    effect = -0.08 + 0.05 * rng.standard_normal(24)
+    frame = pd.DataFrame(
+        {
+            "y": 7.0
+            + 0.2 * rng.standard_normal(24)[cluster]
+            + effect[cluster] * stim
+            + 0.3 * rng.standard_normal(n),
+            "condition": np.where(stim, "stim", "unstim").astype(object),
+            "cluster": [f"donor{k + 1:02d}" for k in cluster],
+            "batch": 1 + cluster % 7,
+        }
+    )
+    frame.loc[rng.choice(n, 50, replace=False), "y"] = np.nan
+    frame.loc[rng.choice(n, 20, replace=False), "condition"] = None
+    return frame
+
+
+#: (data set, formula, reference) of the random-slope cases: sleepstudy's correlated and uncorrelated
+#: slopes, a factor slope on question-shaped data (string labels, a chosen reference, gaps), a numeric
+#: slope with far offsets and missing values, and a factor's full dummy coding on integer labels.
+SLOPE_CASES = [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None),
+    ("sleepstudy", "Reaction ~ Days + (Days || Subject)", None),
+    ("question", "y ~ condition + (1 + condition | cluster)", {"condition": "unstim"}),
+    ("messy", "y ~ x * dose + (1 + x | site)", {"dose": "placebo"}),
+    ("messy", "y ~ x + (0 + dose | wave)", None),
+]
+
+
+def slope_frames() -> dict:
+    """The data sets of :data:`SLOPE_CASES`."""
+    from helpers.data import load_dataset
+
+    return {
+        "sleepstudy": load_dataset("sleepstudy"),
+        "question": question_frame(),
+        "messy": messy_frame(),
+    }
+
+
+def in_memory_slopes(frame: pd.DataFrame, formula: str, reference=None):
+    """The rows path for a random-slope formula, with the reference level set as the report sets it."""
+    data = frame.copy()
+    for column, level in (reference or {}).items():
+        levels = sorted(data[column].dropna().unique())
+        data[column] = pd.Categorical(
+            data[column], categories=[level] + [v for v in levels if v != level]
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        return build_design(data, formula, random_slopes=True)
+
+
+def assert_same_fit(got, expected, tol: float = TOL) -> None:
+    """Two fits of the same model agree to ``tol`` relative (to the largest entry of each quantity):
+    fixed effects, SEs, theta, varcorr, the criterion, and the conditional modes and variances."""
+    assert list(got.fe_params.index) == list(expected.fe_params.index)
+    assert list(got.varcorr["var1"]) == list(expected.varcorr["var1"])
+    assert [str(v) for v in got.ranef.index] == [str(v) for v in expected.ranef.index]
+    assert list(got.ranef.columns) == list(expected.ranef.columns)
+    assert (got.n_obs, got.n_groups, got.n_dropped) == (
+        expected.n_obs,
+        expected.n_groups,
+        expected.n_dropped,
+    )
+    pairs = {
+        "fe_params": (got.fe_params, expected.fe_params),
+        "bse": (got.bse, expected.bse),
+        "theta": (got.theta, expected.theta),
+        "vcov": (got.varcorr["vcov"], expected.varcorr["vcov"]),
+        "sdcor": (got.varcorr["sdcor"], expected.varcorr["sdcor"]),
+        "criterion": (got.criterion, expected.criterion),
+        "sigma2_resid": (got.sigma2_resid, expected.sigma2_resid),
+        "ranef": (got.ranef, expected.ranef),
+    }
+    for key, (a, b) in pairs.items():
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
+        error = float(np.max(np.abs(a - b), initial=0.0)) / scale
+        assert error <= tol, f"{key}: relative difference {error:.2e}"

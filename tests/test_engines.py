@@ -20,12 +20,16 @@ import pytest
 from engine_cases import (
     CLI_FORMULA,
     FORMULAS,
+    SLOPE_CASES,
     assert_same_design,
+    assert_same_fit,
     assert_same_numbers,
     in_memory,
+    in_memory_slopes,
     messy_frame,
     pandas_numbers,
     run_report,
+    slope_frames,
 )
 
 from helpers import engines
@@ -204,6 +208,101 @@ def test_fit_lmm_fit_ols_and_decompose_take_a_table(frame):
     assert dec.reconstruction_error < 1e-8
 
 
+# --- random slopes: their blocks are sums of the same aggregation ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slope_data() -> dict:
+    return slope_frames()
+
+
+@pytest.mark.parametrize(("name", "formula", "reference"), SLOPE_CASES)
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_random_slopes_through_ibis_equal_the_rows(slope_data, name, formula, reference, reml):
+    """fit_lmm on an Ibis table (DuckDB) gives the rows' fit to 1e-10: fixed effects, SEs, theta,
+    varcorr, the criterion and the conditional modes and variances."""
+    from helpers.fit import fit_lmm
+
+    frame = slope_data[name]
+    expected = fit_lmm(in_memory_slopes(frame, formula, reference), reml=reml)
+    table = ibis.memtable(frame)
+    if reference is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RowsDroppedWarning)
+            got = fit_lmm(table, formula, reml=reml)
+    else:
+        got = fit_lmm(_quiet(design_from_table, table, formula, reference=reference), reml=reml)
+    assert got.design.source == "duckdb" and got.random.Z is None
+    assert got.random.names == expected.random.names
+    assert got.random.theta_names == expected.random.theta_names
+    assert got.singular == expected.singular
+    assert_same_fit(got, expected)
+
+
+def test_random_slopes_on_the_question_data_equal_the_rows():
+    """The question's 326,362 rows, ``(1 + condition | cluster)``, through DuckDB."""
+    from helpers.fit import fit_lmm
+    from helpers.seed import seed_question
+
+    frame = seed_question()
+    formula = "pSHP2 ~ condition + (1 + condition | cluster)"
+    expected = fit_lmm(frame, formula)
+    table = ibis.memtable(frame.astype({"condition": str, "cluster": str}))
+    got = fit_lmm(design_from_table(table, formula, reference={"condition": "unstim"}))
+    assert got.n_obs == 326_362 and list(got.fe_params.index) == ["Intercept", "condition[T.stim]"]
+    assert_same_fit(got, expected)
+
+
+def test_row_level_results_of_a_slope_fit_name_the_engine(slope_data):
+    from helpers.design import RowsUnavailable
+    from helpers.fit import fit_lmm
+
+    frame = slope_data["sleepstudy"]
+    formula = "Reaction ~ Days + (Days | Subject)"
+    got = fit_lmm(ibis.memtable(frame), formula)
+    for call in (got.resid, got.fitted):
+        with pytest.raises(RowsUnavailable, match=r"computed from a table by DuckDB"):
+            call()
+    # what needs no rows works: predictions for new rows with the conditional modes
+    expected = fit_lmm(frame, formula)
+    new = frame.iloc[::17]
+    np.testing.assert_allclose(
+        got.predict(new, include_random=True),
+        expected.predict(new, include_random=True),
+        rtol=1e-10,
+    )
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1 + wave | site)",  # wave is constant within some sites only: fine
+        "y ~ x + (1 + wave | wave)",  # a slope constant within every cluster
+        "y ~ x + (1 + x + flag | wave)",  # 3 random effects per cluster, and 8 clusters: fine
+        "y ~ x + (1 | site) + (1 | wave)",  # crossed
+        "y ~ x + (log(x) | site)",  # a transformation the engine cannot compute
+    ],
+)
+def test_bad_random_slopes_give_the_in_memory_messages(slope_data, formula):
+    frame = slope_data["messy"].assign(wave=lambda d: d["wave"].astype(float))
+    table = ibis.memtable(frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RowsDroppedWarning)
+        try:
+            build_design(frame, formula, random_slopes=True)
+        except DataError as error:
+            expected = str(error)
+        else:
+            expected = None
+        if "log(" in formula:
+            with pytest.raises(DataError, match=r"cannot compute 'log\(x\)'"):
+                design_from_table(table, formula)
+        elif expected is None:
+            assert design_from_table(table, formula).random is not None
+        else:
+            assert _message(lambda: design_from_table(table, formula)) == expected
+
+
 # --- the command line: --engine, --spark-master, --large ---------------------------------------------
 
 
@@ -227,6 +326,23 @@ def test_the_command_line_engine_duckdb_on_a_parquet_folder_matches_pandas(tmp_p
     assert (got.pop("source"), expected.pop("source")) == ("duckdb", "rows")
     assert got["n_dropped"] > 0 and got["reference_levels"] == expected["reference_levels"]
     assert_same_numbers(got, expected)
+
+
+def test_the_command_line_fits_random_slopes_with_duckdb_as_with_pandas(tmp_path, slope_data):
+    """``--engine duckdb`` and ``--large`` with a random slope write the JSON of the rows in pandas."""
+    path = tmp_path / "question.parquet"
+    slope_data["question"].to_parquet(path)
+    formula = "y ~ condition + (1 + condition | cluster)"
+    expected = pandas_numbers(path, formula, reference={"condition": "unstim"})
+    for option in (["--engine", "duckdb"], ["--large"]):
+        out = tmp_path / "duckdb.json"
+        done = run_report(
+            path, "--formula", formula, "--reference", "condition=unstim", *option, "--json", out
+        )
+        assert done.returncode == 0, done.stderr
+        got = json.loads(out.read_text())
+        assert got.pop("source") == "duckdb"
+        assert_same_numbers(got, {k: v for k, v in expected.items() if k != "source"})
 
 
 def test_engine_choice(tmp_path):
@@ -274,7 +390,10 @@ def _cli_error(capsys, argv) -> tuple[int, str]:
     [
         (["--engine", "pandas", "--large"], "give one of the two"),
         (["--spark-master", "local[2]"], "--spark-master goes with --engine spark"),
-        (["--engine", "duckdb", "--formula", "y ~ x + (1 + x | site)"], "not supported yet"),
+        (
+            ["--engine", "duckdb", "--formula", "y ~ x + (1 + x | site) + (1 | wave)"],
+            "crossed groupings are not supported",
+        ),
         (["--engine", "flink"], "invalid choice: 'flink'"),
     ],
 )

@@ -790,11 +790,23 @@ def test_report_fits_random_slopes_and_says_the_decomposition_does_not_apply(tmp
     assert "residual diagnostics" in images[0][0] and "Figure 1." in html
 
 
-def test_random_slopes_from_a_large_file_are_refused_in_one_line(files, capsys):
+def test_random_slopes_from_a_large_file_are_fitted_from_duckdbs_sums(files, tmp_path, capsys):
+    """Random slopes with --large: the sums come from DuckDB and the numbers are the rows' numbers."""
     argv = [str(files / "radon.csv"), "--formula", "log_radon ~ floor + (floor | county)"]
-    assert report.main([*argv, "--large"]) == 2
+    out = {name: tmp_path / f"{name}.json" for name in ("large", "rows")}
+    assert report.main([*argv, "--large", "--json", str(out["large"])]) == 0
+    assert report.main([*argv, "--engine", "pandas", "--json", str(out["rows"])]) == 0
+    got, expected = (json.loads(out[name].read_text()) for name in ("large", "rows"))
+    assert (got.pop("source"), expected.pop("source")) == ("duckdb", "rows")
+    from engine_cases import assert_same_numbers
+
+    assert_same_numbers(got, expected)
+    capsys.readouterr()
+    # a slope the data cannot support is still one line and exit 2
+    bad = [str(files / "radon.csv"), "--formula", "log_radon ~ floor + (uranium | county)"]
+    assert report.main([*bad, "--large"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "not supported yet" in err and "drop --large" in err
+    assert "\n" not in err and "constant within every group of 'county'" in err
 
 
 def test_the_report_names_the_engine_that_computed_the_sums(tmp_path):

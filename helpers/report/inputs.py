@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..design import ENGINE_NAMES, Design, build_design, model_columns
+from ..design import Design, build_design, model_columns
 from ..engines import ENGINES
 from ..large import (
     NA_STRINGS,
@@ -37,7 +37,6 @@ from ..large import (
     read_error,
     text_number_problem,
 )
-from ..random_terms import needs_random_terms
 from ..validate import (
     DataError,
     RowsDroppedWarning,
@@ -491,12 +490,6 @@ def check_inputs(
     parsed = parse_formula(formula, group, random_slopes=True)
     grouping = require_group(parsed.group)
     reference = dict(reference or {})
-    if name != "pandas" and needs_random_terms(parsed.bars):
-        raise DataError(
-            f"Random slopes with the sums computed by {ENGINE_NAMES[name]} (--engine {name}, "
-            "--large, or a file over 256 MiB) are not supported yet; drop --large (or use --engine "
-            "pandas) to fit them from the rows in memory."
-        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
         if name == "duckdb" and not _is_folder(path):
