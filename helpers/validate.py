@@ -34,6 +34,7 @@ __all__ = [
     "check_has_rows",
     "check_infinite",
     "check_finite",
+    "count_missing",
     "check_response_kind",
     "check_column_type",
     "drop_missing",
@@ -252,7 +253,7 @@ def check_columns(
     columns = list(columns)
     check_present(columns, data.columns)
     for col in columns:
-        check_not_empty(col, len(data), int(data[col].isna().sum()))
+        check_not_empty(col, len(data), count_missing(data[col]))
     if response is not None:
         values = data[response]
         numeric = not isinstance(values.dtype, pd.CategoricalDtype) and (
@@ -267,11 +268,33 @@ def check_columns(
         check_groups(group, _distinct_up_to_two(data[group]))
 
 
+def count_missing(values: pd.Series) -> int:
+    """The number of missing values of a column (``values.isna().sum()``, without a mask where the
+    column's own codes or one pass of ``isfinite`` tell).
+
+    Examples
+    --------
+    >>> count_missing(pd.Series([1.0, np.nan, np.inf])), count_missing(pd.Series(["a", None]))
+    (1, 1)
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return int(np.count_nonzero(values.cat.codes.to_numpy() < 0))
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind == "f":
+        numbers = values.to_numpy()
+        if np.isfinite(numbers).all():
+            return 0
+        return int(np.count_nonzero(np.isnan(numbers)))
+    return int(values.isna().sum())
+
+
 def _distinct_up_to_two(values: pd.Series) -> int:
     """The number of distinct non-missing values when it is 0 or 1, else 2 (or more): all that
     :func:`check_groups` needs before the drop, without hashing every label."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()
+        low, high = int(codes.min(initial=-1)), int(codes.max(initial=-1))
+        if low >= 0:  # nothing missing: two reductions tell
+            return 1 if low == high else 2
         present = codes[codes >= 0]
         if len(present) == 0:
             return 0
@@ -368,7 +391,9 @@ def check_finite(data: pd.DataFrame, columns: Iterable[str]) -> None:
     for col in columns:
         values = data[col]
         if isinstance(values.dtype, np.dtype) and values.dtype.kind == "f":  # in place, not copied
-            check_infinite(col, int(np.isinf(values.to_numpy()).sum()))
+            numbers = values.to_numpy()
+            if not np.isfinite(numbers).all():  # one cheap pass when all is well
+                check_infinite(col, int(np.isinf(numbers).sum()))
         elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             check_infinite(col, int(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).sum()))
 

@@ -9,6 +9,7 @@ suite fast and draws the same examples every run; ``deep`` runs many more, new o
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -239,3 +240,77 @@ def test_reported_theta_is_a_minimum(data, reml):
     assert fit.criterion <= values.min() + 1e-9
     assert fit.criterion <= criterion(stats, 0.0, reml) + 1e-9
     assert fit.criterion <= criterion(stats, helpers.fit.THETA_GRID, reml).min() + 1e-9
+
+
+# ---------------------------------------------------------------- the categorical design's one pass
+
+
+@st.composite
+def categorical_data(draw):
+    """Categorical predictors only (strings, categoricals with unused categories, logicals), string or
+    integer clusters, some missing values, and a response with an offset far from zero."""
+    n = draw(st.integers(12, 300))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    n_clusters = draw(st.integers(2, 30))
+    cluster = rng.integers(0, n_clusters, n)
+    frame = pd.DataFrame(
+        {
+            "g": [f"s{k}" for k in cluster] if draw(st.booleans()) else cluster,
+            "arm": rng.choice(["b", "a", "c"], n),
+            "dose": pd.Categorical.from_codes(
+                rng.integers(0, 3, n), categories=["lo", "mid", "hi", "x"]
+            ),
+            "flag": rng.random(n) < 0.4,
+        }
+    )
+    frame["y"] = draw(st.sampled_from([0.0, 1e6, 1e9])) + rng.normal(size=n) + 0.5 * cluster
+    for column in draw(st.sets(st.sampled_from(["y", "arm", "dose", "g"]), max_size=2)):
+        frame.loc[frame.index[rng.integers(0, n, 3)], column] = None
+    terms = draw(
+        st.sampled_from(["arm", "dose", "arm + dose", "arm * flag", "1", "0 + dose + flag"])
+    )
+    return frame, f"y ~ {terms} + (1 | g)"
+
+
+@given(categorical_data(), st.sampled_from([None, 1, 7]))
+def test_the_cell_pass_gives_the_row_path_design(data, chunk):
+    """Every design from the one grouped pass (in chunks of any size) equals the row path's."""
+    from helpers import design as design_module
+
+    frame, formula = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", helpers.RowsDroppedWarning)
+        try:
+            rows = helpers.build_design(frame, formula, method="rows")
+        except helpers.DataError as error:
+            with pytest.raises(helpers.DataError, match=re.escape(str(error))):
+                helpers.build_design(frame, formula)
+            return
+        with pytest.MonkeyPatch.context() as patch:
+            if chunk is not None:
+                patch.setattr(design_module, "_CHUNK", chunk)
+            cells = helpers.build_design(frame, formula)
+    for name in ("term_names", "levels", "reference_levels", "n_dropped", "dropped_by_column"):
+        assert getattr(cells, name) == getattr(rows, name), name
+    assert cells.group_labels.equals(rows.group_labels)
+    np.testing.assert_array_equal(cells.X, rows.X)
+    np.testing.assert_array_equal(cells.y, rows.y)
+    np.testing.assert_array_equal(cells.group_codes, rows.group_codes)
+    a, b = cells.stats, rows.stats  # the signs of R's rows may differ: compared in X's basis
+    np.testing.assert_array_equal(a.counts, b.counts)
+    # residual-sized sums: compared on the residuals' scale, plus what y's own precision allows
+    # (at an offset of 1e9, y is known to about 1e-7)
+    scale = np.sqrt(b.ete) + b.n_obs * np.finfo(float).eps * np.abs(rows.y).max() * 1e7
+    in_x = [
+        ("X'X", lambda s: s.r_factor.T @ s.r_factor, 0.0),
+        ("sums of X", lambda s: s.sum_x, 0.0),
+        ("within X'X", lambda s: s.r_factor.T @ s.within_qq @ s.r_factor, 0.0),
+        ("within X'e", lambda s: s.r_factor.T @ s.within_qe, scale),
+        ("sums of e", lambda s: s.sum_e, scale),
+        ("beta_ols", lambda s: s.beta_ols, scale),
+    ]
+    for name, of, atol in in_x:
+        np.testing.assert_allclose(of(a), of(b), rtol=1e-9, atol=1e-9 + 1e-7 * atol, err_msg=name)
+    assert a.ete == pytest.approx(b.ete, rel=1e-7)
+    assert a.within_ee == pytest.approx(b.within_ee, rel=1e-7)
