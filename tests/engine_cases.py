@@ -162,6 +162,7 @@ def question_frame(n: int = 6000, seed: int = 5) -> pd.DataFrame:
         }
     )
     frame.loc[rng.choice(n, 50, replace=False), "y"] = np.nan
+    frame["condition"] = frame["condition"].astype(object)  # None stays None (not NaN) for Spark
     frame.loc[rng.choice(n, 20, replace=False), "condition"] = None
     return frame
 

@@ -345,6 +345,22 @@ def test_the_command_line_fits_random_slopes_with_duckdb_as_with_pandas(tmp_path
         assert_same_numbers(got, {k: v for k, v in expected.items() if k != "source"})
 
 
+def test_check_inputs_fits_random_slopes_from_a_parquet_folder(tmp_path, slope_data):
+    """A folder of Parquet files (read through helpers.engines) with a factor slope: the rows' fit."""
+    from helpers.fit import fit_lmm
+    from helpers.report.inputs import check_inputs
+
+    frame = slope_data["question"]
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.iloc[:2500].to_parquet(folder / "a.parquet")
+    frame.iloc[2500:].to_parquet(folder / "b.parquet")
+    formula, reference = "y ~ condition + (1 + condition | cluster)", {"condition": "unstim"}
+    checked = _quiet(check_inputs, folder, formula, reference=reference, engine="duckdb")
+    assert checked.design.source == "duckdb" and checked.design.random is not None
+    assert_same_fit(fit_lmm(checked.design), fit_lmm(in_memory_slopes(frame, formula, reference)))
+
+
 def test_engine_choice(tmp_path):
     from helpers.report.inputs import LARGE_FILE_BYTES, choose_engine
 

@@ -18,12 +18,17 @@ import pytest
 from engine_cases import (
     CLI_FORMULA,
     FORMULAS,
+    SLOPE_CASES,
     assert_same_design,
+    assert_same_fit,
     assert_same_numbers,
     in_memory,
+    in_memory_slopes,
     messy_frame,
     pandas_numbers,
+    question_frame,
     run_report,
+    slope_frames,
 )
 
 from helpers.design import RowsUnavailable, build_design
@@ -155,6 +160,50 @@ def test_the_report_checks_on_spark_give_the_in_memory_messages(spark, frame, tm
     with pytest.raises(RowsUnavailable, match=r"from 'lonely.parquet' by Spark without loading"):
         _ = checked.design.y
     assert spark.range(3).count() == 3  # still running
+
+
+def test_random_slopes_on_spark_equal_the_rows(spark):
+    """fit_lmm on a PySpark DataFrame with random slopes gives the rows' fit to 1e-10 (fixed effects,
+    SEs, theta, varcorr, criterion, conditional modes); row-level results name Spark."""
+    from helpers.fit import fit_lmm
+
+    frames = slope_frames()
+    for name, formula, reference in SLOPE_CASES:
+        frame = frames[name]
+        expected = fit_lmm(in_memory_slopes(frame, formula, reference))
+        rows = spark.createDataFrame(frame)
+        if reference is None:
+            got = _quiet(fit_lmm, rows, formula)
+        else:
+            got = fit_lmm(_quiet(design_from_table, rows, formula, reference=reference))
+        assert got.design.source == "spark" and got.random.Z is None
+        assert got.random.theta_names == expected.random.theta_names
+        assert_same_fit(got, expected)
+    with pytest.raises(RowsUnavailable, match=r"computed from a table by Spark without loading"):
+        got.resid()
+
+
+def test_the_report_fits_random_slopes_on_spark_as_with_pandas(spark, tmp_path):
+    """check_inputs with engine='spark' and a factor slope (the command line's design, on this test's
+    session): the report's JSON numbers equal those of the rows in pandas; a slope on a variable
+    constant within every cluster gives the pandas path's message."""
+    from helpers.report.content import compare, result_dict
+    from helpers.report.inputs import check_inputs
+
+    path = tmp_path / "question.parquet"
+    question_frame().to_parquet(path)
+    formula = "y ~ condition + (1 + condition | cluster)"
+    reference = {"condition": "unstim"}
+    checked = _quiet(check_inputs, path, formula, reference=reference, engine="spark")
+    got = json.loads(json.dumps(result_dict(checked.design, compare(checked.design))))
+    expected = pandas_numbers(path, formula, reference=reference)
+    assert (got.pop("source"), expected.pop("source")) == ("spark", "rows")
+    assert got["n_dropped"] > 0
+    assert_same_numbers(got, expected)
+    bad = "y ~ condition + (1 + batch | cluster)"
+    expected = _message(lambda: check_inputs(path, bad, engine="pandas"))
+    assert "constant within every group" in expected
+    assert _message(lambda: check_inputs(path, bad, engine="spark")) == expected
 
 
 def test_the_page_beyond_one_machine_runs_and_its_fits_equal_pandas(spark, tmp_path):

@@ -160,7 +160,7 @@ def _design_from_engine(
         session, started = _spark(master)
     try:
         table = engines.read_table(path, engine, session=session)
-        used = model_columns(formula, group)
+        used = model_columns(formula, group, random_slopes=True)
         design = engines.design_from_table(
             table,
             formula,
