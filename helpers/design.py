@@ -1150,7 +1150,7 @@ def as_design(
     group : str, optional
         The grouping column, when the formula has no ``(1 | g)`` term; with a Design, it must agree.
     random_slopes : bool, default True
-        Accept random slopes and several random terms of one grouping factor (rows only).
+        Accept random slopes and several random terms of one grouping factor.
 
     Returns
     -------

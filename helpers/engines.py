@@ -309,6 +309,24 @@ def spark_session(
     return session
 
 
+def check_parquet_folder(path) -> None:
+    """Refuse a folder without Parquet files (in it or below it), in one line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_parquet_folder(tempfile.mkdtemp(prefix="empty"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The folder '...' holds no .parquet files; give a Parquet file, ...
+    """
+    if not any(Path(path).glob("**/*.parquet")):
+        raise DataError(
+            f"The folder {str(path)!r} holds no .parquet files; give a Parquet file, a folder of "
+            "Parquet files or a CSV file."
+        )
+
+
 def read_table(path, engine: str = "duckdb", *, session=None, master: str = "local[*]"):
     """An Ibis table over a Parquet file, a folder of Parquet files or a CSV file, read by ``engine``.
 
@@ -338,11 +356,7 @@ def read_table(path, engine: str = "duckdb", *, session=None, master: str = "loc
         raise DataError(f"Unknown engine {engine!r}; use one of 'duckdb', 'spark'.")
     p = Path(path)
     if p.is_dir():
-        if not any(p.glob("*.parquet")) and not any(p.glob("**/*.parquet")):
-            raise DataError(
-                f"The folder {str(path)!r} holds no .parquet files; give a Parquet file, a folder of "
-                "Parquet files or a CSV file."
-            )
+        check_parquet_folder(p)
         fmt = "parquet"
     elif not p.exists() and "://" in str(
         path

@@ -242,8 +242,8 @@ def fit_lmm(
         A Design (:func:`helpers.design.build_design`, :func:`helpers.large.design_from_file`) is
         fitted as it is, without building it again (``formula`` may then be left out). An Ibis table
         (any backend) or a PySpark DataFrame stays where it is: the engine computes the per-cluster
-        sums (:func:`helpers.engines.design_from_table`; plain columns and interactions, one random
-        intercept) and only those travel. See :func:`helpers.design.as_design`.
+        sums (:func:`helpers.engines.design_from_table`; plain columns and interactions, a random
+        intercept or random slopes of plain columns) and only those travel. See :func:`helpers.design.as_design`.
     formula : str, optional
         ``"y ~ x + (1 | g)"``, or a fixed-effects formula ``"y ~ x"`` together with ``group="g"``.
         Random slopes of one grouping factor are fitted too: ``(1 + x | g)``, ``(x | g)`` (the

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import Design, build_design, model_columns
-from ..engines import ENGINES
+from ..engines import ENGINES, check_parquet_folder
 from ..large import (
     NA_STRINGS,
     check_file,
@@ -132,11 +132,7 @@ def _check_folder(path: str | os.PathLike, engine: str) -> None:
             f"{str(path)!r} is a folder; read a folder of Parquet files with --engine duckdb or "
             "--engine spark, or give one CSV or Parquet file."
         )
-    if not any(Path(path).glob("**/*.parquet")):
-        raise DataError(
-            f"The folder {str(path)!r} holds no .parquet files; give a Parquet file, a folder of "
-            "Parquet files or a CSV file."
-        )
+    check_parquet_folder(path)
 
 
 def _design_from_engine(
