@@ -165,7 +165,9 @@ def test_design_effect_claims_in_01(seed):
     rows_deff = 1 + ((n**2).sum() / n.sum() - 1) * icc
     assert 1.7 < rows_deff / unbalanced < 2.3
     # exercise 2: the effective sample size of lmer's intercept is about J / ICC
-    assert ols.sigma2_resid / lmm.bse["Intercept"] ** 2 == pytest.approx(lmm.n_groups / icc, rel=0.05)
+    assert ols.sigma2_resid / lmm.bse["Intercept"] ** 2 == pytest.approx(
+        lmm.n_groups / icc, rel=0.05
+    )
 
 
 def test_blend_identity_and_claims_in_02(seed):
