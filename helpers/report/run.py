@@ -17,13 +17,17 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-
-import nbformat
+from typing import TYPE_CHECKING
 
 from ..design import ENGINE_NAMES
 from ..validate import DataError
 from .content import markdown_code, one_line
 from .inputs import SPARK_MASTER, Checked, check_inputs, check_outputs, save_design
+
+if TYPE_CHECKING:
+    # nbformat is imported where it is used: importing it costs 1.5 s (its JSON-schema checks), which
+    # every command would pay before it can even refuse a bad formula
+    import nbformat
 
 __all__ = [
     "NOTEBOOK",
@@ -114,6 +118,8 @@ def inject_parameters(
         raise ValueError("The notebook has no cell tagged 'parameters'.")
     lines = ["# Parameters injected by the report command"]
     lines += [f"{name} = {value!r}" for name, value in parameters.items()]
+    import nbformat
+
     cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["injected-parameters"]})
     cells.insert(where[0] + 1, cell)
     nb.cells = cells
@@ -171,6 +177,7 @@ def run_notebook(
     Executing the notebook starts a kernel and takes tens of seconds, too long for a docstring example;
     ``tests/test_report.py`` runs it end to end.
     """
+    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -388,6 +395,7 @@ def export_html(
     Examples
     --------
     >>> import tempfile
+    >>> import nbformat
     >>> nb = nbformat.v4.new_notebook()
     >>> nb.cells = [nbformat.v4.new_markdown_cell("# Report\\nThe variance $\\\\sigma^2$.")]
     >>> out = export_html(nb, Path(tempfile.mkdtemp()) / "r.html")
