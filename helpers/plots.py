@@ -677,6 +677,20 @@ def _below_level(stats: SufficientStats, reml: bool, theta_hat: float, level: fl
     return low, high
 
 
+def _mark_optimum(ax, theta_hat: float, color, gid: str, label: str | None = None) -> None:
+    """A criterion's minimum: a dot at (theta_hat, 0) with a black edge."""
+    ax.plot(
+        [theta_hat],
+        [0.0],
+        marker="o",
+        color=color,
+        markeredgecolor="black",
+        linestyle="none",
+        markersize=8,
+        label=label,
+    )[0].set_gid(gid)
+
+
 def plot_criteria(
     stats: SufficientStats, *, thetas=None, title: str | None = None, zoom: bool = False
 ):
@@ -733,16 +747,13 @@ def plot_criteria(
             grid, values - best, color=color, linestyle=style, linewidth=2, label=name
         )
         line.set_gid("criterion")
-        ax.plot(
-            [theta_hat],
-            [0.0],
-            marker="o",
-            color=color,
-            markeredgecolor="black",
-            linestyle="none",
-            markersize=8,
-            label=f"{name.split()[0]} optimum $\\hat\\theta$ = {theta_hat:.4g}",
-        )[0].set_gid("optimum")
+        _mark_optimum(
+            ax,
+            theta_hat,
+            color,
+            "optimum",
+            f"{name.split()[0]} optimum $\\hat\\theta$ = {theta_hat:.4g}",
+        )
     ax.axhline(3.84, color="0.5", linestyle=":", label="3.84: 95% profile interval for $\\theta$")
     _symlog_theta(ax, grid)
     ax.set_yscale("symlog", linthresh=1.0)
@@ -767,15 +778,7 @@ def plot_criteria(
         near.plot(
             fine, criterion(stats, fine, reml) - best, color=color, linestyle=style, linewidth=2
         )[0].set_gid("criterion_zoom")
-        near.plot(
-            [theta_hat],
-            [0.0],
-            marker="o",
-            color=color,
-            markeredgecolor="black",
-            linestyle="none",
-            markersize=8,
-        )[0].set_gid("optimum_zoom")
+        _mark_optimum(near, theta_hat, color, "optimum_zoom")
     near.axhline(3.84, color="0.5", linestyle=":")
     near.set_xlim(low, high)
     near.set_ylim(-0.3, CRITERIA_ZOOM_LEVEL + 0.5)

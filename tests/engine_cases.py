@@ -52,7 +52,7 @@ def messy_frame(n: int = 2000, seed: int = 3) -> pd.DataFrame:
     return frame
 
 
-def in_memory(frame: pd.DataFrame, formula: str, reference=None):
+def in_memory(frame: pd.DataFrame, formula: str, reference=None, *, random_slopes: bool = False):
     """The pandas path: build_design on the rows, with the reference level set as the report sets it."""
     data = frame.copy()
     for column, level in (reference or {}).items():
@@ -62,7 +62,7 @@ def in_memory(frame: pd.DataFrame, formula: str, reference=None):
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RowsDroppedWarning)
-        return build_design(data, formula)
+        return build_design(data, formula, random_slopes=random_slopes)
 
 
 def x_basis(design) -> dict:
@@ -191,16 +191,8 @@ def slope_frames() -> dict:
 
 
 def in_memory_slopes(frame: pd.DataFrame, formula: str, reference=None):
-    """The rows path for a random-slope formula, with the reference level set as the report sets it."""
-    data = frame.copy()
-    for column, level in (reference or {}).items():
-        levels = sorted(data[column].dropna().unique())
-        data[column] = pd.Categorical(
-            data[column], categories=[level] + [v for v in levels if v != level]
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RowsDroppedWarning)
-        return build_design(data, formula, random_slopes=True)
+    """The rows path for a random-slope formula (:func:`in_memory` with random slopes)."""
+    return in_memory(frame, formula, reference, random_slopes=True)
 
 
 def assert_same_fit(got, expected, tol: float = TOL) -> None:
