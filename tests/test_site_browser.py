@@ -183,17 +183,23 @@ def test_kernel_free_slider_changes_the_frame(built_site, browser):
             )
             stem = path.stem
             explorer.screenshot(path=str(ARTIFACTS / f"site_{stem}_slider_before.png"))
-            before, value = _visible_frames(page), slider.input_value()
-            assert len(before) >= 1, "no frame is shown before the slider moves"
-            slider.focus()
-            slider.press("End")
-            if slider.input_value() == value:  # it started at the maximum
-                slider.press("Home")
-            assert slider.input_value() != value, "the slider did not move"
-            page.wait_for_timeout(300)
-            after = _visible_frames(page)
-            explorer.screenshot(path=str(ARTIFACTS / f"site_{stem}_slider_after.png"))
-            assert after and after != before, "moving the slider did not change the frame shown"
+            # every slider of the page (notebook 04: sigma_b and the correlation switch) moves the frame
+            for k in range(sliders.count()):
+                slider = sliders.nth(k)
+                before, value = _visible_frames(page), slider.input_value()
+                assert len(before) >= 1, "no frame is shown before the slider moves"
+                slider.focus()
+                slider.press("End")
+                if slider.input_value() == value:  # it started at the maximum
+                    slider.press("Home")
+                assert slider.input_value() != value, f"slider {k} did not move"
+                page.wait_for_timeout(300)
+                after = _visible_frames(page)
+                if k == 0:
+                    explorer.screenshot(path=str(ARTIFACTS / f"site_{stem}_slider_after.png"))
+                assert after and after != before, (
+                    f"moving slider {k} did not change the frame shown"
+                )
             assert not visit.remote_requests() and not visit.errors
         finally:
             visit.close()
