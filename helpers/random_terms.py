@@ -64,6 +64,8 @@ __all__ = [
     "check_support",
     "random_term_columns",
     "random_effects_from_sums",
+    "random_effects_from_cells",
+    "combination_sums",
     "varcorr_frame",
     "SUPPORTED",
     "SINGULAR_TOL",
@@ -208,21 +210,35 @@ class RandomEffects:
     group : str
     terms : tuple of RandomTerm
         The blocks of T, in lme4's order.
-    Z : ndarray, shape (N, q), or None
-        The random-effects model matrix of the rows used (read-only); None when the blocks were
-        summed where the data live (by DuckDB, Spark, ...: :func:`random_effects_from_sums`), which
-        leaves the fit, its inference from sums and the conditional modes, but no row-level results.
     blocks : helpers.kernel.Blocks
         Z_i'Z_i, Z_i'Q_i per cluster and Q'Q, with R (:mod:`helpers.kernel`).
     response : helpers.kernel.Response
         Z_i'e_i per cluster, Q'e, e'e, with beta_ols.
+    z_source : ndarray, callable or None
+        Z itself, or a function that builds it the first time :attr:`Z` is asked for (a categorical
+        design keeps Z's few distinct rows and each row's cell, as it keeps X's); None when the blocks
+        were summed where the data live (by DuckDB, Spark, ...: :func:`random_effects_from_sums`),
+        which leaves the fit, its inference from sums and the conditional modes, but no row-level
+        results.
     """
 
     group: str
     terms: tuple
-    Z: np.ndarray | None
     blocks: Blocks
     response: Response
+    z_source: object = None
+
+    @property
+    def Z(self) -> np.ndarray | None:  # noqa: N802 (the random-effects model matrix is Z everywhere)
+        """The random-effects model matrix of the rows used, shape (N, q), read-only; None without rows."""
+        if callable(self.z_source):
+            cache = self.__dict__
+            if "_z" not in cache:
+                z = np.asarray(self.z_source())
+                z.setflags(write=False)
+                cache["_z"] = z
+            return cache["_z"]
+        return self.z_source
 
     @property
     def q(self) -> int:
@@ -232,7 +248,7 @@ class RandomEffects:
     @property
     def has_rows(self) -> bool:
         """Whether Z (the rows) is at hand."""
-        return self.Z is not None
+        return self.z_source is not None
 
     @property
     def names(self) -> list[str]:
@@ -377,11 +393,33 @@ def _cell_block_sums(Z, X, e, codes, n_groups: int, r_factor, cells):
     sum_e = np.bincount(key, weights=e, minlength=size)
     used = np.flatnonzero(count)
     group, cell = used // n_cells, used % n_cells
-    m = count[used].astype(float)
-    z = Z[first][cell]  # (K, q): each combination's row of Z
-    qrow = scipy.linalg.solve_triangular(r_factor, X[first].T, trans="T", lower=False).T[cell]
-    se = sum_e[used]
-    q, p = Z.shape[1], X.shape[1]
+    q_cells = scipy.linalg.solve_triangular(r_factor, X[first].T, trans="T", lower=False).T
+    return combination_sums(Z[first], q_cells, cell, group, count[used], sum_e[used], n_groups)
+
+
+def combination_sums(z_cells, q_cells, cell, group, count, sum_e, n_groups: int):
+    """The blocks from the cluster x cell combinations that occur, when every row of a cell shares its
+    rows of Z and of Q = X R^{-1}.
+
+    Parameters
+    ----------
+    z_cells, q_cells : ndarray, shapes (C, q) and (C, p)
+        Each cell's row of Z and of Q.
+    cell, group : ndarray of int, shape (K,)
+        Each combination's cell and cluster.
+    count, sum_e : ndarray, shape (K,)
+        Each combination's rows and sum of the OLS residuals e = y - X beta_ols.
+    n_groups : int
+
+    Returns
+    -------
+    (Z_i'Z_i (J, q, q), Z_i'Q_i (J, q, p), Z_i'e_i (J, q), Q'Q (p, p), Q'e (p,))
+    """
+    m = np.asarray(count, dtype=float)
+    z = z_cells[cell]  # (K, q)
+    qrow = q_cells[cell]  # (K, p)
+    se = sum_e
+    q, p = z_cells.shape[1], q_cells.shape[1]
 
     def grouped(weights):
         return np.bincount(group, weights=weights, minlength=n_groups)
@@ -497,8 +535,13 @@ def _column_spread(Z, codes, n_groups: int, cells=None):
         weights = np.bincount(key, minlength=n_groups * len(first)).astype(float)
         used = np.flatnonzero(weights)
         weights, rows, z_rows = weights[used], used // len(first), Z[first][used % len(first)]
+    return _spread(z_rows, weights, rows, n_groups)
+
+
+def _spread(z_rows, weights, rows, n_groups: int):
+    """:func:`_column_spread` of rows (``weights`` None) or of weighted combinations."""
     counts = np.bincount(rows, weights=weights, minlength=n_groups).astype(float)
-    q = Z.shape[1]
+    q = z_rows.shape[1]
     within, scale, constant = np.zeros(q), np.zeros(q), np.zeros(q, dtype=bool)
     for a in range(q):
         z = z_rows[:, a]
@@ -597,7 +640,7 @@ def build_random_effects(model: Formula, frame: pd.DataFrame, keep, X, y, codes,
         blocks, resp = block_sums(Z, X, y, codes, n_groups, stats.r_factor, stats.beta_ols, cells)
     blocks._cache("r_inv", lambda: stats.r_inverse)
     Z.setflags(write=False)
-    return RandomEffects(group=group, terms=tuple(terms), Z=Z, blocks=blocks, response=resp)
+    return RandomEffects(group=group, terms=tuple(terms), blocks=blocks, response=resp, z_source=Z)
 
 
 def random_term_columns(model: Formula, values: dict, keep, n_rows: int, group: str):
@@ -620,6 +663,82 @@ def random_term_columns(model: Formula, values: dict, keep, n_rows: int, group: 
         matrices.append(spec.matrix(learned, n_rows, unit_numeric=True))
         atoms += [tuple(sorted(atom)) for atom in spec.column_numeric]
     return terms, matrices, atoms
+
+
+def random_effects_from_cells(
+    model: Formula, cell_values: dict, cell_rows, scan, stats, group: str, rows
+) -> RandomEffects | None:
+    """The :class:`RandomEffects` of a categorical design from its cluster x cell combinations.
+
+    When every variable of the random-effects terms is one of the design's factors, every row of a
+    cell shares its row of Z as it shares its row of X: the blocks are then sums over the
+    combinations that the design's one grouped pass found (their counts and mean OLS residuals), and Z
+    is built from its distinct rows only if asked for. None when a variable of the random part is not
+    among the cells' factors (:func:`build_random_effects` then works from the rows).
+
+    Parameters
+    ----------
+    model : helpers.formula.Formula
+    cell_values : dict
+        The cells' factors over all their categories (as the rows' values, one entry per cell).
+    cell_rows : ndarray, shape (C, p)
+        Each cell's row of X.
+    scan
+        The design's grouped pass: ``cell``, ``group``, ``count`` and ``residual`` per combination.
+    stats : helpers.design.SufficientStats
+    group : str
+    rows : helpers.design.Rows
+        Builds each row's cell (for Z) when asked.
+    """
+    labels = {label for _, block in expand_bars(model.bars) for term in block for label in term}
+    if not labels <= set(cell_values):
+        return None
+    n_cells = len(cell_rows)
+    terms, matrices, _ = random_term_columns(
+        model, cell_values, np.ones(n_cells, dtype=bool), n_cells, group
+    )
+    z_cells = np.ascontiguousarray(np.hstack(matrices))
+    z_cells.setflags(write=False)
+    names = [n for term in terms for n in term.names]
+    n_groups = stats.n_groups
+    count = np.asarray(scan.count)
+    weights = count.astype(float)
+    check_support(
+        names,
+        n_groups,
+        group,
+        int(count.sum()),
+        *_spread(z_cells[scan.cell], weights, scan.group, n_groups),
+    )
+    q_cells = scipy.linalg.solve_triangular(stats.r_factor, cell_rows.T, trans="T", lower=False).T
+    with single_blas_thread():
+        ztz, ztx, zty, xtx, xty = combination_sums(
+            z_cells, q_cells, scan.cell, scan.group, count, weights * scan.residual, n_groups
+        )
+    blocks = Blocks(ztz=ztz, ztx=ztx, xtx=xtx, n_obs=int(count.sum()), r_factor=stats.r_factor)
+    resp = Response(zty=zty, xty=xty, yty=np.asarray(float(stats.ete)), beta_ols=stats.beta_ols)
+    for value in (ztz, ztx, zty):
+        value.setflags(write=False)
+    blocks._cache("r_inv", lambda: stats.r_inverse)
+    return RandomEffects(
+        group=group,
+        terms=tuple(terms),
+        blocks=blocks,
+        response=resp,
+        z_source=_ZFromCells(z_cells, rows),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _ZFromCells:
+    """Builds Z from its distinct rows and each row's cell (picklable, unlike a closure: the report
+    hands its design to the notebook as a pickle)."""
+
+    z_cells: np.ndarray
+    rows: object  # helpers.design.Rows
+
+    def __call__(self) -> np.ndarray:
+        return np.take(self.z_cells, self.rows.cell_id, axis=0)
 
 
 def random_effects_from_sums(terms, cross, n_obs: int, stats, group: str) -> RandomEffects:
@@ -657,7 +776,7 @@ def random_effects_from_sums(terms, cross, n_obs: int, stats, group: str) -> Ran
     for value in (ztz, ztx, zty):
         value.setflags(write=False)
     blocks._cache("r_inv", lambda: stats.r_inverse)
-    return RandomEffects(group=group, terms=tuple(terms), Z=None, blocks=blocks, response=resp)
+    return RandomEffects(group=group, terms=tuple(terms), blocks=blocks, response=resp)
 
 
 def _subset(value, rows):

@@ -156,6 +156,42 @@ def test_a_categorical_design_keeps_its_cells_and_builds_x_when_asked():
         )
 
 
+def test_r_has_a_positive_diagonal_so_every_path_gives_the_same_rotated_sums(designs):
+    """X = QR is unique once R's diagonal is positive: the row path, the cell path and the sums from a
+    file (R from a Cholesky factor) then agree element by element, not only in X's basis."""
+    data = _categorical_frame(5_000)
+    formula = "y ~ condition + (1 | cluster)"
+    cells = build_design(data, formula).stats
+    rows = build_design(data, formula, method="rows").stats
+    rows_x, duck_x = designs  # a numeric predictor: QR of the rows against DuckDB's Cholesky
+    for a, b in ((cells, rows), (rows_x.stats, duck_x.stats)):
+        assert (np.diag(a.r_factor) > 0).all() and (np.diag(b.r_factor) > 0).all()
+        for name in ("r_factor", "sum_q", "within_qq", "within_qe", "sum_e", "beta_ols"):
+            np.testing.assert_allclose(
+                getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-9, err_msg=name
+            )
+
+
+@pytest.mark.parametrize("spread", [1.0, 1e6])
+def test_the_one_pass_squares_fall_back_to_a_second_pass_when_they_would_cancel(spread):
+    """The grouped pass takes the squares about each cell's mean from sums of (y - c)^2 when the cells'
+    means are close compared with the spread within them, and from a second pass when they are far
+    apart (spread 1e6: within-cell SD 1e-3 of the between-cell one); both equal the squares taken
+    directly about each cell's mean."""
+    from helpers.design import _cell_pass
+
+    rng = np.random.default_rng(5)
+    key = rng.integers(0, 6, 20_000)
+    y = 1e3 + spread * key + rng.normal(size=key.size)
+    count, mean, squares, shift = _cell_pass(lambda rows: key[rows], y, 6)
+    np.testing.assert_array_equal(count, np.bincount(key, minlength=6))
+    exact_mean = np.array([y[key == k].mean() for k in range(6)])
+    exact = np.array([((y[key == k] - exact_mean[k]) ** 2).sum() for k in range(6)])
+    # the means are kept relative to the shift: adding it back rounds to the shift's last digit
+    np.testing.assert_allclose(mean + shift, exact_mean, rtol=1e-14, atol=4e-16 * abs(shift))
+    np.testing.assert_allclose(squares, exact, rtol=1e-11)
+
+
 def test_the_response_is_not_changed_by_a_later_change_to_the_data():
     """The design's y views the column without a copy, and holds the Series, so pandas copies first."""
     data = _categorical_frame(1_000)

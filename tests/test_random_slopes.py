@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import pickle
 import warnings
 from pathlib import Path
 
@@ -290,6 +291,59 @@ def test_block_sums_by_cells_equal_the_sums_over_rows():
     # a numeric predictor has as many distinct rows as rows: the row path
     x = rng.normal(size=n)
     assert distinct_rows(np.column_stack([np.ones(n), x]), np.ones((n, 1)), groups) is None
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ arm + (1 + arm | g)",
+        "y ~ arm + (arm || g)",
+        "y ~ arm + (0 + arm | g)",
+        "y ~ arm * kind + (1 | g) + (0 + kind | g)",
+    ],
+)
+def test_the_design_pass_gives_the_row_path_random_effects(formula):
+    """When every variable is a factor, the random-effects blocks come from the design's one grouped
+    pass (its cluster x cell combinations), and Z is built from its distinct rows only when asked for:
+    the same blocks, names and Z as the row path, and the same fit."""
+    from helpers.design import build_design
+
+    rng = np.random.default_rng(21)
+    n, groups = 4_000, 30
+    g = rng.integers(0, groups, n)
+    arm = rng.choice(["a", "b", "c"], n)
+    kind = rng.choice(["p", "r"], n)
+    y = (
+        1e6
+        + rng.normal(size=n)
+        + rng.normal(size=groups)[g]
+        + (arm == "b") * rng.normal(size=groups)[g]
+    )
+    df = pd.DataFrame({"y": y, "arm": arm, "kind": kind, "g": g})
+    cells = build_design(df, formula, random_slopes=True)
+    rows = build_design(df, formula, random_slopes=True, method="rows")
+    assert callable(cells.random.z_source) and "_z" not in cells.random.__dict__
+    assert isinstance(rows.random.z_source, np.ndarray)
+    assert cells.random.names == rows.random.names
+    assert cells.random.theta_names == rows.random.theta_names
+    # the y-side sums are of residuals of y ~ 1e6: the rows' own rounding is about 1e-10 a row
+    for part, atol in (("blocks", 1e-9), ("response", 1e-7)):
+        a, b = getattr(cells.random, part), getattr(rows.random, part)
+        for name in ("ztz", "ztx", "xtx", "zty", "xty", "yty"):
+            if hasattr(a, name):
+                np.testing.assert_allclose(
+                    getattr(a, name), getattr(b, name), rtol=1e-9, atol=atol, err_msg=name
+                )
+    again = pickle.loads(pickle.dumps(cells))  # the report hands its design over as a pickle
+    np.testing.assert_array_equal(again.random.Z, rows.random.Z)
+    np.testing.assert_array_equal(cells.random.Z, rows.random.Z)
+    assert not cells.random.Z.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = fit_lmm(cells), fit_lmm(rows)
+    assert a.criterion == pytest.approx(b.criterion, rel=1e-12)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(a.fe_params, b.fe_params, rtol=1e-9, atol=1e-8)
 
 
 def test_a_factor_slope_constant_within_every_group_is_refused_on_the_cell_path():
