@@ -39,12 +39,16 @@ A = W_xx + sum_i d_i S_x,i S_x,i' with d_i = 1/(n_i (1 + n_i u)) and W_xx the wi
 cross-products (likewise b and r2). Nothing cancels in this form as theta grows, which keeps the criterion
 exact far beyond theta = 1e4. :func:`blocks_from_stats` supplies the within cross-products, and
 :func:`evaluate` uses this form whenever q = 1 and they are present; the general path gives the same
-numbers (to rounding) at moderate theta.
+numbers (to rounding) at moderate theta. For one response, the per-cluster products it sums (S_x S_x',
+s S_x and s^2, s the cluster sums of y) are formed once per (blocks, response) and, when
+:attr:`Blocks.size_classes` applies, summed within classes of equal cluster size, so that each theta
+costs O(number of sizes) in the criterion and in :func:`slope_u`.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -544,13 +548,120 @@ def _chol_batch(a: np.ndarray) -> np.ndarray:
         return out.reshape(a.shape)
 
 
+def _cholesky_elements(a, b, sqrt, log):
+    """A = L L' written out element by element: A^{-1}, A^{-1} b, |L^{-1} b|^2 and log det A.
+
+    ``a`` (p x p nested lists) and ``b`` (p) hold either numbers or arrays over a batch (the same
+    arithmetic, vectorised); ``sqrt`` and ``log`` act on them. Returns (A^{-1} as nested lists, delta,
+    fitted, logdet), each element of the type given.
+    """
+    p = len(b)
+    low = [[0.0] * p for _ in range(p)]
+    for j in range(p):
+        d = a[j][j]
+        for k in range(j):
+            d = d - low[j][k] * low[j][k]
+        low[j][j] = sqrt(d)
+        for i in range(j + 1, p):
+            off = a[i][j]
+            for k in range(j):
+                off = off - low[i][k] * low[j][k]
+            low[i][j] = off / low[j][j]
+    half = []
+    for i in range(p):
+        acc = b[i]
+        for k in range(i):
+            acc = acc - low[i][k] * half[k]
+        half.append(acc / low[i][i])
+    delta = [0.0] * p
+    for i in reversed(range(p)):
+        acc = half[i]
+        for k in range(i + 1, p):
+            acc = acc - low[k][i] * delta[k]
+        delta[i] = acc / low[i][i]
+    inv = [[0.0] * p for _ in range(p)]  # L^{-1}, lower triangular
+    for j in range(p):
+        inv[j][j] = 1.0 / low[j][j]
+        for i in range(j + 1, p):
+            acc = low[i][j] * inv[j][j]
+            for k in range(j + 1, i):
+                acc = acc + low[i][k] * inv[k][j]
+            inv[i][j] = -acc / low[i][i]
+    a_inv = [[None] * p for _ in range(p)]  # L^{-T} L^{-1}
+    for i in range(p):
+        for j in range(i + 1):
+            acc = inv[i][i] * inv[i][j]
+            for k in range(i + 1, p):
+                acc = acc + inv[k][i] * inv[k][j]
+            a_inv[i][j] = a_inv[j][i] = acc
+    fitted = half[0] * half[0]
+    logdet = log(low[0][0])
+    for i in range(1, p):
+        fitted = fitted + half[i] * half[i]
+        logdet = logdet + log(low[i][i])
+    return a_inv, delta, fitted, 2.0 * logdet
+
+
+def _sqrt_or_nan(x: float) -> float:
+    return math.sqrt(x) if x > 0 else math.nan
+
+
 def _solve_a(a: np.ndarray, b: np.ndarray):
     """For a batch of positive definite A: A^{-1}, delta = A^{-1} b, b' delta and log det A.
 
     b' delta is formed as |L^{-1} b|^2 (A = L L'), a sum of squares, which keeps r2 = r2_0 - b' delta
     accurate when A is ill-conditioned (theta far beyond 1e4). Items where A is not positive definite
-    get NaN, not an error.
+    get NaN, not an error. Up to p = SMALL_Q the factor and the substitutions are written out element
+    by element (:func:`_cholesky_elements`), on Python floats for a batch of one and vectorised over a
+    larger batch: numpy's batched LAPACK calls cost tens of microseconds on a 2 x 2 A, most of a
+    whole evaluation.
     """
+    p = a.shape[-1]
+    if p > SMALL_Q or p == 0:
+        return _solve_a_lapack(a, b)
+    batch_a = a.shape[:-2]
+    batch = np.broadcast_shapes(batch_a, b.shape[:-1])
+    if a.size == p * p and b.size == p:  # one A: Python floats
+        a_inv, delta, fitted, logdet = _cholesky_elements(
+            a.reshape(p, p).tolist(), b.reshape(p).tolist(), _sqrt_or_nan, _log_or_nan
+        )
+        flat = np.array([v for row in a_inv for v in row] + delta + [fitted, logdet])
+        if not math.isfinite(logdet):
+            flat[:] = math.nan
+        pp = p * p
+        return (
+            flat[:pp].reshape(batch_a + (p, p)),
+            flat[pp : pp + p].reshape(batch + (p,)),
+            flat[-2:-1].reshape(batch),
+            flat[-1:].reshape(batch_a),
+        )
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        elems, delta_e, fitted, logdet = _cholesky_elements(
+            [[a[..., i, j] for j in range(p)] for i in range(p)],
+            [b[..., i] for i in range(p)],
+            np.sqrt,
+            np.log,
+        )
+    a_inv = np.empty(batch_a + (p, p))
+    delta = np.empty(batch + (p,))
+    for i in range(p):
+        delta[..., i] = delta_e[i]
+        for j in range(p):
+            a_inv[..., i, j] = elems[i][j]
+    fitted = np.broadcast_to(fitted, batch)
+    good = np.isfinite(logdet)  # every diagonal element of L finite and > 0: A positive definite
+    if not good.all():
+        nan = np.where(good, 0.0, np.nan)
+        return a_inv + nan[..., None, None], delta + nan[..., None], fitted + nan, logdet + nan
+    return a_inv, delta, fitted + 0.0, logdet
+
+
+def _log_or_nan(x: float) -> float:
+    return math.log(x) if x > 0 else (math.nan if x != 0 else -math.inf)
+
+
+def _solve_a_lapack(a: np.ndarray, b: np.ndarray):
+    """:func:`_solve_a` through numpy's batched LAPACK calls (p > SMALL_Q)."""
     chol = _chol_batch(a)
     diag = np.diagonal(chol, axis1=-2, axis2=-1)
     good = np.isfinite(chol).all(axis=(-2, -1)) & (diag > 0).all(axis=-1)
@@ -577,28 +688,52 @@ def _check_theta(theta, n_theta: int) -> np.ndarray:
     return theta
 
 
+def _intercept_sums(blocks: Blocks, resp: Response):
+    """q = 1, one response: what the fast path sums, by unit (a class of equal cluster sizes when
+    :attr:`Blocks.size_classes` applies, else a cluster), computed once per (blocks, response).
+
+    Returns (n, clusters, sums): the units' cluster sizes (U,), how many clusters each holds (U,), and
+    per unit the sums of S_x S_x' (flattened), s S_x and s^2 with s the cluster sums of y (or e), as the
+    columns of ``sums`` (U, p * p + p + 1). Nothing here depends on theta, so an evaluation then costs
+    O(U) and one product with ``sums`` gives A, b and r2_0 together.
+    """
+    store = resp.__dict__.setdefault("_cached", {})
+    held = store.get("intercept_sums")
+    if held is not None and held[0]() is blocks:
+        return held[1]
+    s = resp.sum_e
+    by_response = np.column_stack([s[:, None] * blocks.sum_q, s * s])  # s S_x, s^2
+    classes = blocks.size_classes
+    if classes is None:
+        made = blocks.counts, np.ones(blocks.n_groups), np.hstack([blocks.outer_q, by_response])
+    else:
+        inverse, n, clusters, outer = classes
+        by_class = [np.bincount(inverse, weights=col, minlength=len(n)) for col in by_response.T]
+        made = n, clusters, np.column_stack([outer] + by_class)
+    for item in made:
+        _readonly(item)
+    store["intercept_sums"] = (weakref.ref(blocks), made)
+    return made
+
+
 def _parts_intercept(blocks: Blocks, resp: Response, theta: np.ndarray):
     """q = 1 fast path: A, b, r2 before the fixed effects are removed, and sum_i log(1 + n_i u)."""
     u = (theta[..., 0] * theta[..., 0])[..., None]
     p = blocks.n_params
     s = resp.sum_e
-    classes = blocks.size_classes if s.ndim == 1 else None
-    if classes is not None:  # summed within classes of equal cluster size first
-        inverse, n, clusters, outer = classes
-        size = len(n)
-        by_class = np.stack(
-            [np.bincount(inverse, weights=s * col, minlength=size) for col in blocks.sum_q.T],
-            axis=-1,
-        )
-        squares = np.bincount(inverse, weights=s * s, minlength=size)
-        d = 1.0 / (n * (1.0 + n * u))
-        a = blocks.within_xx + (d @ outer).reshape(d.shape[:-1] + (p, p))
-        b = resp.within_xy + d @ by_class
-        r2_0 = resp.within_yy + d @ squares
-        logdet_l = np.log1p(n * u) @ clusters
+    if s.ndim == 1:  # one response: the sums by unit (cluster, or class of equal sizes) are cached
+        n, clusters, sums = _intercept_sums(blocks, resp)
+        nu = n * u
+        d = 1.0 / (n * (1.0 + nu))  # 1/n_i - c_i, in a form where nothing cancels as u grows
+        total = d @ sums
+        pp = p * p
+        a = blocks.within_xx + total[..., :pp].reshape(total.shape[:-1] + (p, p))
+        b = resp.within_xy + total[..., pp : pp + p]
+        r2_0 = resp.within_yy + total[..., -1]
+        logdet_l = np.log1p(nu) @ clusters
         return a, b, r2_0, logdet_l
     n = blocks.counts
-    d = 1.0 / (n * (1.0 + n * u))  # 1/n_i - c_i, in a form where nothing cancels as u grows
+    d = 1.0 / (n * (1.0 + n * u))
     a = blocks.within_xx + (d @ blocks.outer_q).reshape(d.shape[:-1] + (p, p))
     b = resp.within_xy + (d * s) @ blocks.sum_q
     r2_0 = resp.within_yy + np.sum(d * s * s, axis=-1)
@@ -612,21 +747,28 @@ def _chol_small(m: np.ndarray) -> np.ndarray:
     q = m.shape[-1]
     chol = np.zeros_like(m)
     for j in range(q):
-        d = m[..., j, j] - np.sum(chol[..., j, :j] ** 2, axis=-1)
-        chol[..., j, j] = np.sqrt(d)
+        d = m[..., j, j]
+        if j:
+            d = d - np.sum(chol[..., j, :j] ** 2, axis=-1)
+        root = chol[..., j, j] = np.sqrt(d)
         for i in range(j + 1, q):
-            off = m[..., i, j] - np.sum(chol[..., i, :j] * chol[..., j, :j], axis=-1)
-            chol[..., i, j] = off / chol[..., j, j]
+            off = m[..., i, j]
+            if j:
+                off = off - np.sum(chol[..., i, :j] * chol[..., j, :j], axis=-1)
+            chol[..., i, j] = off / root
     return chol
 
 
-def _solve_lower_small(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """chol^{-1} rhs for batches of small lower-triangular ``chol`` (..., q, q), ``rhs`` (..., q, r)."""
+def _solve_lower_small(chol: np.ndarray, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """chol^{-1} rhs (or chol'^{-1} rhs with ``transpose``) for batches of small lower-triangular
+    ``chol`` (..., q, q) and ``rhs`` (..., q, r): forward (back) substitution, vectorised over the batch."""
     q = chol.shape[-1]
     out = np.empty(np.broadcast_shapes(chol.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:])
-    for i in range(q):
+    for i in reversed(range(q)) if transpose else range(q):
         acc = rhs[..., i, :]
-        if i:
+        if transpose and i < q - 1:
+            acc = acc - np.sum(chol[..., i + 1 :, i, None] * out[..., i + 1 :, :], axis=-2)
+        elif not transpose and i:
             acc = acc - np.sum(chol[..., i, :i, None] * out[..., :i, :], axis=-2)
         out[..., i, :] = acc / chol[..., i, i, None]
     return out
@@ -721,7 +863,8 @@ def evaluate(
     dof = blocks.dof(reml)
     logdet_a = logdet_a_q + blocks.logdet_r if (logdet or reml) else None
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = logdet_l + dof * (1.0 + LOG_2PI + np.log(np.where(r2 > 0, r2, np.nan) / dof))
+        # log of r2 <= 0 is -inf or NaN: the criterion is then inf (not defined)
+        value = logdet_l + dof * (1.0 + LOG_2PI + np.log(r2 / dof))
         if reml:
             value = value + logdet_a
     value = np.where(np.isfinite(value), value, np.inf)
@@ -756,34 +899,49 @@ def slope_u(blocks: Blocks, resp: Response, theta, reml: bool = True) -> np.ndar
     -------
     ndarray, shape (...)
     """
+    return _slope_u_and_evaluation(blocks, resp, theta, reml)[0]
+
+
+def _slope_u_and_evaluation(blocks: Blocks, resp: Response, theta, reml: bool):
+    """:func:`slope_u` and the :class:`Evaluation` it was computed from (log det A only for REML)."""
     ev = evaluate(blocks, resp, theta, reml, logdet=False)
-    u = (ev.theta[..., 0] ** 2)[..., None]
-    rho = resp.sum_e - ev.delta @ blocks.sum_q.T
-    classes = blocks.size_classes if resp.sum_e.ndim == 1 else None
-    if classes is not None:  # as in the criterion: sums within classes of equal cluster size
-        inverse, n, clusters, outer = classes
-        shape = rho.shape
-        flat = rho.reshape(-1, shape[-1])
-        squares = np.stack(
-            [np.bincount(inverse, weights=r * r, minlength=len(n)) for r in flat]
-        ).reshape(shape[:-1] + (len(n),))
-        dc = 1.0 / (1.0 + n * u) ** 2
-        slope = (n / (1.0 + n * u)) @ clusters
-        slope = slope - blocks.dof(reml) * np.sum(dc * squares, axis=-1) / ev.r2
-        if reml:
-            p = blocks.n_params
-            leverage = ev.a_inv.reshape(ev.a_inv.shape[:-2] + (p * p,)) @ outer.T
-            slope = slope - np.sum(dc * leverage, axis=-1)
-        return slope
+    u = (ev.theta[..., 0] * ev.theta[..., 0])[..., None]
+    p = blocks.n_params
+    pp = p * p
+    dof = blocks.dof(reml)
+    a_inv = ev.a_inv.reshape(ev.a_inv.shape[:-2] + (pp,))
+    if resp.sum_e.ndim == 1:  # one response: the cached sums by unit, as in the criterion
+        n, clusters, sums = _intercept_sums(blocks, resp)
+        v = 1.0 / (1.0 + n * u)
+        dc = v * v
+        weighted = dc @ sums  # (..., p * p + p + 1): sums of c_i' S_x S_x', c_i' s S_x, c_i' s^2
+        slope = (n * v) @ clusters
+        if blocks.size_classes is not None:
+            # the units are classes of equal size: sum rho_i^2 over a class is
+            # S_ss - 2 delta . S_sq + delta' S_qq delta (the criterion's r2 is of the same form)
+            delta = ev.delta
+            quad = np.sum(
+                weighted[..., :pp].reshape(weighted.shape[:-1] + (p, p))
+                * delta[..., :, None]
+                * delta[..., None, :],
+                axis=(-2, -1),
+            )
+            resid = weighted[..., -1] - 2.0 * np.sum(weighted[..., pp : pp + p] * delta, -1) + quad
+        else:
+            rho = resp.sum_e - ev.delta @ blocks.sum_q.T
+            resid = np.sum(dc * rho * rho, axis=-1)
+        slope = slope - dof * resid / ev.r2
+        if reml:  # sum_i c_i' S_x,i' A^{-1} S_x,i
+            slope = slope - np.sum(weighted[..., :pp] * a_inv, axis=-1)
+        return slope, ev
     n = blocks.counts
-    dc = 1.0 / (1.0 + n * u) ** 2
-    slope = np.sum(n / (1.0 + n * u), axis=-1)
-    slope = slope - blocks.dof(reml) * np.sum(dc * rho * rho, axis=-1) / ev.r2
+    rho = resp.sum_e - ev.delta @ blocks.sum_q.T
+    v = 1.0 / (1.0 + n * u)
+    dc = v * v
+    slope = np.sum(n * v, axis=-1) - dof * np.sum(dc * rho * rho, axis=-1) / ev.r2
     if reml:
-        p = blocks.n_params
-        leverage = ev.a_inv.reshape(ev.a_inv.shape[:-2] + (p * p,)) @ blocks.outer_q.T
-        slope = slope - np.sum(dc * leverage, axis=-1)
-    return slope
+        slope = slope - np.sum(dc * (a_inv @ blocks.outer_q.T), axis=-1)
+    return slope, ev
 
 
 def expand_theta(theta, free, q: int) -> np.ndarray:
@@ -1013,6 +1171,8 @@ def _root_bracketed(fun, a: np.ndarray, b: np.ndarray, fa: np.ndarray, fb: np.nd
     """
     tol = 4.0 * np.finfo(float).eps
     a, b, fa, fb = (np.array(v, dtype=float) for v in (a, b, fa, fb))
+    if a.shape == (1,):
+        return _root_bracketed_one(fun, float(a[0]), float(b[0]), float(fa[0]), float(fb[0]), tol)
     evals = np.zeros(a.shape, dtype=np.int64)
     side = np.zeros(a.shape, dtype=np.int64)  # which end was kept last: -1 a, +1 b
     width = b - a
@@ -1048,6 +1208,41 @@ def _root_bracketed(fun, a: np.ndarray, b: np.ndarray, fa: np.ndarray, fb: np.nd
         side[idx] = np.where(neg, 1, -1)
     root = np.where(np.isnan(exact), 0.5 * (a + b), exact)
     return root, evals
+
+
+def _root_bracketed_one(fun, a: float, b: float, fa: float, fb: float, tol: float):
+    """:func:`_root_bracketed` for one item, step for step the same, on Python floats (the vectorised
+    bookkeeping costs more than a slope evaluation at few clusters)."""
+    idx = np.zeros(1, dtype=np.int64)
+    evals, side, width, exact = 0, 0, b - a, None
+    for it in range(200):
+        if not (b - a) > tol * b or exact is not None:
+            break
+        denominator = fb - fa
+        x = b - fb * (b - a) / denominator if denominator != 0 else math.nan
+        halve = it % 3 == 2 and (b - a) > 0.5 * width  # too slow: bisect
+        if not math.isfinite(x) or halve:
+            x = 0.5 * (a + b)
+        nudge = 0.5 * tol * b  # at least a tolerance away from either end
+        x = min(max(x, a + nudge), b - nudge)
+        if it % 3 == 2:
+            width = b - a
+        fx = float(fun(np.array([x]), idx)[0])
+        evals += 1
+        if fx == 0:
+            exact = x
+        neg = fx < 0
+        if neg and side == 1:  # Illinois
+            fb *= 0.5
+        if not neg and side == -1:
+            fa *= 0.5
+        if neg:
+            a, fa = x, fx
+        else:
+            b, fb = x, fx
+        side = 1 if neg else -1
+    root = 0.5 * (a + b) if exact is None else exact
+    return np.array([root]), np.array([evals], dtype=np.int64)
 
 
 #: A response counts as having no within-cluster variation left once the fixed effects are fitted when
@@ -1472,14 +1667,15 @@ def _optimize(blocks, resp, reml, start, free, started):
         initial = (float(start_at[0]),)
         x = np.array([float(theta[0])])
         n_evals, converged, method = int(evals[0]), bool(converged[0]), "grid + slope root"
+        slope, ev = _slope_u_and_evaluation(blocks, resp, x, reml)
+        grad = 2.0 * x * slope  # gradient(): 0 at theta = 0, where the slope in u decides
         if x[0] == 0.0:
-            boundary_slope = float(slope_u(blocks, resp, x, reml))
+            boundary_slope = float(slope)
     else:
         x0, x, n_evals, converged, method = _optimize_vector(blocks, resp, reml, start, free)
         initial = tuple(float(v) for v in x0)
-    full = x if blocks.q == 1 else expand_theta(x, free, blocks.q)
-    ev = evaluate(blocks, resp, full, reml)
-    grad = gradient(blocks, resp, x, reml, None if blocks.q == 1 else free)
+        ev = evaluate(blocks, resp, expand_theta(x, free, blocks.q), reml)
+        grad = gradient(blocks, resp, x, reml, free)
     free = ~((rows == cols) & (x == 0.0) & (grad >= 0))
     gradient_norm = float(np.max(np.abs(grad[free]), initial=0.0))
     if blocks.q > 1 and not converged:
