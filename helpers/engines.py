@@ -144,6 +144,14 @@ def _ibis():
     return ibis
 
 
+def _dt():
+    """Ibis's data types, as objects: a type named by a string (``"float64"``) is parsed by a grammar
+    Ibis builds afresh for each new string, about 20-100 ms the first time in a process."""
+    import ibis.expr.datatypes as dt
+
+    return dt
+
+
 def _is_spark_frame(data: Any) -> bool:
     """A PySpark DataFrame (classic or Spark Connect), recognised without importing PySpark."""
     kind = type(data)
@@ -398,7 +406,7 @@ def _read(ibis, path: str, fmt: str, engine: str, session, master: str):
     text = [c for c, t in table.schema().items() if t.is_string()]
     return table.mutate(
         **{
-            c: ibis.cases((table[c].isin(markers), ibis.null("string")), else_=table[c])
+            c: ibis.cases((table[c].isin(markers), ibis.null(_dt().string)), else_=table[c])
             for c in text
         }
     )
@@ -414,7 +422,7 @@ def _value(table, key, response: str):
     names = [response] if key == RESPONSE else list(key)
     value = None
     for name in names:
-        term = table[name].cast("float64")
+        term = table[name].cast(_dt().float64)
         value = term if value is None else value * term
     return value
 
@@ -497,7 +505,7 @@ def cell_sums(
     flagged = dict(flagged or {})
     select = {"__group": table[group]}
     for i, column in enumerate(categorical):
-        select[f"__k{i}"] = table[column].cast("string")
+        select[f"__k{i}"] = table[column].cast(_dt().string)
     for i, (column, kind) in enumerate(flagged.items()):
         select[f"__m{i}"] = _missing(table[column], kind)
     for a, key in enumerate(keys):
@@ -601,7 +609,7 @@ def scan_cells(
     if used.size and not np.isfinite(used).all():
         atoms = {v for key in keys if key != RESPONSE for v in key}
         for column in [response] + [c for c in model_columns if c in atoms]:
-            counted = table.filter(table[column].cast("float64").isinf()).count()
+            counted = table.filter(table[column].cast(_dt().float64).isinf()).count()
             check_infinite(column, int(_run(counted).as_py()))
         raise DataError(
             "The sums of the model columns overflow; rescale the response or the predictors."
@@ -821,7 +829,7 @@ def design_from_table(
             if column != group and schema[column].is_string():
                 counts = _text_counts(table, column)
                 if len(counts) and _all_numbers(counts):
-                    forced[column] = table[column].try_cast("float64")
+                    forced[column] = table[column].try_cast(_dt().float64)
         if forced:
             table = table.mutate(**forced)
             schema = table.schema()
