@@ -911,20 +911,22 @@ CATERPILLAR_ENDS = 5
 
 
 def plot_caterpillar(fit, *, title: str | None = None):
-    """Conditional modes of the random intercepts with 95% intervals (+-1.96 conditional SD), sorted.
+    """Conditional modes of the random effects with 95% intervals (+-1.96 conditional SD), sorted.
 
     Parameters
     ----------
     fit : LmmResult
+        A random-intercept fit, or a fit with random slopes (one panel per random term).
     title : str, optional
 
     Returns
     -------
     matplotlib.figure.Figure
-        One row per cluster, from lowest to highest mode, as lme4's ``dotplot(ranef(m, condVar =
-        TRUE))``; clusters whose interval excludes 0 are marked. Cluster names label the rows when
-        there are at most :data:`CATERPILLAR_NAMED`; beyond that only the :data:`CATERPILLAR_ENDS`
-        lowest and highest are named (more names would be too small to read).
+        One row per cluster, as lme4's ``dotplot(ranef(m, condVar = TRUE))``: from lowest to highest
+        mode of the first term (the intercept), in every panel alike; clusters whose interval excludes 0
+        are marked. Cluster names label the rows when there are at most :data:`CATERPILLAR_NAMED`;
+        beyond that only the :data:`CATERPILLAR_ENDS` lowest and highest are named (more names would be
+        too small to read).
 
     Examples
     --------
@@ -933,50 +935,90 @@ def plot_caterpillar(fit, *, title: str | None = None):
     >>> fig = plot_caterpillar(fit_lmm(load_dataset("dyestuff"), "Yield ~ 1 + (1 | Batch)"))
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['F', 'D', 'A', 'B', 'C', 'E']
+    >>> slopes = fit_lmm(load_dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)")
+    >>> [ax.get_title() for ax in plot_caterpillar(slopes).axes]
+    ['(Intercept)', 'Days']
     """
-    order = np.argsort(fit.ranef.to_numpy(), kind="stable")
-    modes = fit.ranef.to_numpy()[order]
-    half = 1.96 * fit.ranef_sd.to_numpy()[order]
+    if isinstance(fit.ranef, pd.Series):
+        names = ["(Intercept)"]
+        modes_all = fit.ranef.to_numpy()[:, None]
+        sds_all = fit.ranef_sd.to_numpy()[:, None]
+    else:
+        names = list(fit.random.names)
+        modes_all = fit.ranef[names].to_numpy()
+        sds_all = fit.ranef_sd[names].to_numpy()
+    order = np.argsort(modes_all[:, 0], kind="stable")
     labels = [str(v) for v in fit.ranef.index[order]]
-    positions = np.arange(len(modes))
-    height = min(max(3.0, 0.22 * len(modes) + 1.2), 10.0)
-    fig, ax = new_figure(figsize=(6.5, height))
-    container = ax.errorbar(
-        modes,
-        positions,
-        xerr=half,
-        fmt="o",
-        color=COLORS["lmm"],
-        ecolor="0.5",
-        markersize=4,
-        capsize=0,
-        label="conditional mode $\\pm$ 1.96 conditional SD",
-    )
-    container.lines[0].set_gid("modes")
-    ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--", label="the fixed intercept (0)")
-    if len(modes) <= CATERPILLAR_NAMED:
-        ax.set_yticks(positions, labels)
+    positions = np.arange(len(order))
+    height = min(max(3.0, 0.22 * len(order) + 1.2), 10.0)
+    single = len(names) == 1
+    width = 6.5 if single else max(6.5, 3.4 * len(names))
+    fig, axes = new_figure(1, len(names), figsize=(width, height), sharey=True)
+    axes = np.atleast_1d(axes)
+    for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
+        modes, half = modes_all[order, k], 1.96 * sds_all[order, k]
+        container = ax.errorbar(
+            modes,
+            positions,
+            xerr=half,
+            fmt="o",
+            color=COLORS["lmm"],
+            ecolor="0.5",
+            markersize=4,
+            capsize=0,
+            label="conditional mode $\\pm$ 1.96 conditional SD" if k == 0 else None,
+        )
+        container.lines[0].set_gid("modes" if single else f"modes {name}")
+        ax.axvline(
+            0.0,
+            color="0.3",
+            linewidth=0.8,
+            linestyle="--",
+            label=("the fixed intercept (0)" if single else "the fixed effect (0)")
+            if k == 0
+            else None,
+        )
+        outside = (modes - half > 0) | (modes + half < 0)
+        count = f"interval excludes 0 ({int(outside.sum())} of {len(modes)})"
+        ax.scatter(
+            modes[outside],
+            positions[outside],
+            s=22,
+            color=COLORS["ols"],
+            zorder=3,
+            label=count if single else ("interval excludes 0" if k == 0 else None),
+        ).set_gid("outside" if single else f"outside {name}")
+        if single:
+            ax.set_xlabel(
+                f"conditional mode $\\hat b_i$ of the {fit.group} intercept ({fit.response} units)"
+            )
+        else:
+            ax.set_title(name, fontsize=LEGEND_FONTSIZE + 1)
+            ax.set_xlabel(f"deviation from the fixed effect\n({count})", fontsize=LEGEND_FONTSIZE)
+    first = axes[0]
+    if len(order) <= CATERPILLAR_NAMED:
+        first.set_yticks(positions, labels)
         ylabel = f"{fit.group}, sorted by mode"
     else:  # too many to name legibly: name the lowest and the highest few
         ends = np.r_[positions[:CATERPILLAR_ENDS], positions[-CATERPILLAR_ENDS:]]
-        ax.set_yticks(ends, [labels[k] for k in ends], fontsize=LEGEND_FONTSIZE)
+        first.set_yticks(ends, [labels[k] for k in ends], fontsize=LEGEND_FONTSIZE)
         ylabel = f"{fit.group}, sorted by mode ({CATERPILLAR_ENDS} lowest and highest named)"
-    ax.set_ylim(-1, len(modes))
-    outside = (modes - half > 0) | (modes + half < 0)
-    ax.scatter(
-        modes[outside],
-        positions[outside],
-        s=22,
-        color=COLORS["ols"],
-        zorder=3,
-        label=f"interval excludes 0 ({int(outside.sum())} of {len(modes)})",
-    ).set_gid("outside")
-    ax.set_xlabel(
-        f"conditional mode $\\hat b_i$ of the {fit.group} intercept ({fit.response} units)"
+    if not single:
+        ylabel = ylabel.replace("sorted by mode", f"sorted by the {names[0]} mode")
+    first.set_ylim(-1, len(order))
+    first.set_ylabel(ylabel)
+    default = (
+        f"Random intercepts by {fit.group} (conditional modes, 95% intervals)"
+        if single
+        else f"Random effects by {fit.group} (conditional modes, 95% intervals)"
     )
-    ax.set_ylabel(ylabel)
-    ax.set_title(title or f"Random intercepts by {fit.group} (conditional modes, 95% intervals)")
-    fig.legend(loc="outside lower center", ncol=2, fontsize=LEGEND_FONTSIZE, frameon=False)
+    if single:
+        first.set_title(title or default)
+    else:
+        fig.suptitle(title or default)
+    fig.legend(
+        loc="outside lower center", ncol=2 if single else 3, fontsize=LEGEND_FONTSIZE, frameon=False
+    )
     fig.set_layout_engine("constrained")
     return fig
 

@@ -241,10 +241,33 @@ def test_sweep_claims(sweep, question):
 # --- singular fits (section 6) ------------------------------------------------------------------
 
 
+def _notebook_few() -> pd.DataFrame:
+    """The singular example as notebook 08 builds it (its code cell, run here on its own)."""
+    (source,) = [
+        "".join(c["source"])
+        for c in _cells()
+        if c["cell_type"] == "code" and "few_rng = np.random.default_rng" in "".join(c["source"])
+    ]
+    recipe = source[: source.index("few_rs = ")]
+    space = {"np": np, "pd": pd}
+    exec(
+        compile(recipe, "notebook 08, section 6", "exec"), space
+    )  # the project's own notebook code
+    return space["few"]
+
+
+def test_the_singular_example_is_the_lme4_reference_set():
+    """'the same 50 rows as the project's lme4 reference set random_slopes_singular.csv'."""
+    few = _notebook_few()
+    committed = pd.read_csv(REFERENCE / "random_slopes_singular.csv")
+    pd.testing.assert_frame_equal(few, committed)
+    assert "the same 50 rows as the project's lme4 reference set" in _prose()
+
+
 def test_singular_set_claims():
     """Correlation exactly -1, (x || g) slope SD exactly 0, both singular; equal fixed effects and
     SEs that differ only a little; lme4 agrees."""
-    few = pd.read_csv(REFERENCE / "random_slopes_singular.csv")
+    few = _notebook_few()
     rs = fit_lmm(few, "y ~ x + (1 + x | g)")
     uncorr = fit_lmm(few, "y ~ x + (x || g)")
     ri = fit_lmm(few, "y ~ x + (1 | g)")

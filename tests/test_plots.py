@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Annotation  # noqa: E402
 
+import helpers  # noqa: E402
 from helpers.decompose import fixed_effect_path, within_estimator  # noqa: E402
 from helpers.design import build_design  # noqa: E402
 from helpers.fit import fit_lmm, fit_ols, optimize_theta  # noqa: E402
@@ -303,6 +304,31 @@ def test_caterpillar_sorted_modes_with_intervals(dyestuff_fit):
     segments = ax.containers[0].lines[2][0].get_segments()
     half = np.array([(s[1][0] - s[0][0]) / 2 for s in segments])
     np.testing.assert_allclose(half, 1.96 * dyestuff_fit.ranef_sd.to_numpy()[order], rtol=1e-12)
+
+
+def test_caterpillar_of_a_random_slope_fit_has_one_panel_per_term():
+    """As lme4's dotplot of a slope fit: a panel per random term, every panel in the order of the
+    intercept's modes, each with its modes, 1.96 conditional SDs and the clusters off zero."""
+    fit = fit_lmm(helpers.load_dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)")
+    fig = plot_caterpillar(fit)
+    assert [ax.get_title() for ax in fig.axes] == ["(Intercept)", "Days"]
+    assert fig._suptitle.get_text().startswith("Random effects by Subject")
+    assert "sorted by the (Intercept) mode" in fig.axes[0].get_ylabel()
+    order = np.argsort(fit.ranef["(Intercept)"].to_numpy(), kind="stable")
+    names = [str(v) for v in fit.ranef.index[order]]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+    for ax, term in zip(fig.axes, ["(Intercept)", "Days"], strict=True):
+        modes = fit.ranef[term].to_numpy()[order]
+        half = 1.96 * fit.ranef_sd[term].to_numpy()[order]
+        (line,) = _by_gid(ax, f"modes {term}")
+        np.testing.assert_allclose(line.get_xdata(), modes)
+        segments = ax.containers[0].lines[2][0].get_segments()
+        np.testing.assert_allclose([(b[0] - a[0]) / 2 for a, b in segments], half, rtol=1e-12)
+        off = (modes - half > 0) | (modes + half < 0)
+        (marked,) = _by_gid(ax, f"outside {term}")
+        np.testing.assert_allclose(marked.get_offsets()[:, 0], modes[off])
+        assert f"({int(off.sum())} of 18)" in ax.get_xlabel()
+    assert 0 < int(off.sum()) < 18  # some Days slopes are off zero, some not: the marking is seen
 
 
 def test_caterpillar_many_clusters_names_the_extremes_and_marks_intervals_off_zero(radon_fit):
