@@ -1578,7 +1578,10 @@ def anova(m0, m1, *, bootstrap: int = 0, seed=None) -> pd.DataFrame:
       pbkrtest's ``PBmodcomp`` computes it. When both models have the same fixed effects and the
       larger model's random-effects columns include the smaller's (``(1 | g)`` in ``(1 + x | g)``,
       ``(x || g)`` in ``(x | g)``), the responses are drawn from the larger model's per-cluster sums
-      as in :func:`bootstrap`, without rows; otherwise they are simulated row by row.
+      as in :func:`bootstrap`, without rows; otherwise they are simulated row by row. Fits whose sums
+      were computed where the data live (an engine's, without rows) take the first way, the nesting
+      read from the names of the random-effects columns and the fixed-effects sums; other pairs of
+      such fits are refused with a :class:`DataError` that says so.
 
     Parameters
     ----------
@@ -1678,6 +1681,8 @@ def _nested_columns(small, big):
     small_design, big_design = small.design, big.design
     if small_design is None or big_design is None:
         return None
+    if not (small_design.has_rows and big_design.has_rows):
+        return _nested_by_name(small, big)
     x_small, x_big = small_design.X, big_design.X
     if x_small.shape != x_big.shape or not np.array_equal(x_small, x_big):
         return None
@@ -1697,6 +1702,29 @@ def _nested_columns(small, big):
             return None
         idx.append(match[0])
     return np.array(idx)
+
+
+def _nested_by_name(small, big):
+    """:func:`_nested_columns` for designs whose sums were computed where the data live (no rows): the
+    same fixed effects (names, and the same X'X, X'y and clusters, i.e. the same R, beta_ols and
+    counts), and the larger model's random-effects columns include the smaller's by name (both are
+    built from the same variables by the same formula machinery); else None."""
+    a, b = small.design, big.design
+    if a.term_names != b.term_names or list(a.group_labels) != list(b.group_labels):
+        return None
+    sa, sb = a.stats, b.stats
+    if not (
+        np.array_equal(sa.counts, sb.counts)
+        and np.allclose(sa.r_factor, sb.r_factor, rtol=1e-12, atol=0.0)
+        and np.allclose(sa.beta_ols, sb.beta_ols, rtol=1e-12, atol=1e-300)
+    ):
+        return None
+    random = getattr(small, "random", None)
+    names_small = ["(Intercept)"] if random is None else list(random.names)
+    names_big = list(big.random.names)
+    if len(set(names_small)) != len(names_small) or not set(names_small) <= set(names_big):
+        return None
+    return np.array([names_big.index(name) for name in names_small])
 
 
 def _sub_blocks(blocks: Blocks, resp: Response, idx: np.ndarray) -> tuple[Blocks, Response]:
@@ -1752,6 +1780,12 @@ def _bootstrap_lrt(fits, observed: float, n: int, seed) -> float:
         raise ValueError("The bootstrap LRT needs fits made from rows (fit_lmm).")
     rng = np.random.default_rng(seed)
     idx = _nested_columns(small, big)
+    if idx is None and not (small.design.has_rows and big.design.has_rows):
+        raise DataError(
+            "The bootstrap LRT of fits whose sums were computed where the data live needs the "
+            "smaller model's random effects among the larger model's and the same fixed effects "
+            "(e.g. (1 | g) against (1 + x | g)); for other pairs fit both models from the rows."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if idx is not None:

@@ -545,3 +545,35 @@ def test_anova_mixture_rules_and_bootstrap():
     other = fit_lmm(sleep.iloc[:170], "Reaction ~ Days + (Days | Subject)")
     with pytest.raises(DataError, match="same rows"):
         anova(m0, other)
+
+
+def test_the_bootstrap_lrt_of_fits_made_where_the_data_live():
+    """Fits whose sums an engine computed (no rows) get the same bootstrap LRT as fits of the rows:
+    nesting is read from the names of the random-effects columns and the fixed-effects sums, and the
+    replicates are drawn from the larger model's sums either way (same seed, same p-value). A pair
+    that is not nested that way says what it needs."""
+    import ibis
+
+    from helpers import anova
+
+    sleep = load_dataset("sleepstudy")
+    # most of each subject's own slope removed, so that the LRT is modest and some replicates reach it
+    own = sleep.groupby("Subject", observed=True).apply(
+        lambda d: np.polyfit(d["Days"], d["Reaction"], 1)[0], include_groups=False
+    )
+    excess = (own - own.mean()).reindex(sleep["Subject"]).to_numpy()
+    sleep = sleep.assign(Reaction=sleep["Reaction"] - 0.9 * excess * sleep["Days"])
+    table = ibis.memtable(sleep)
+    pairs = {}
+    for source, data in (("rows", sleep), ("engine", table)):
+        m0 = fit_lmm(data, "Reaction ~ Days + (1 | Subject)", reml=False)
+        m1 = fit_lmm(data, "Reaction ~ Days + (Days | Subject)", reml=False)
+        pairs[source] = (m0, m1)
+    assert not pairs["engine"][0].design.has_rows
+    rows = anova(*pairs["rows"], bootstrap=60, seed=11)
+    engine = anova(*pairs["engine"], bootstrap=60, seed=11)
+    assert 1 / 61 < rows["Pr(boot)"].iloc[1] < 1
+    assert engine["Pr(boot)"].iloc[1] == rows["Pr(boot)"].iloc[1]
+    other = fit_lmm(table, "Reaction ~ 1 + (Days | Subject)", reml=False)  # other fixed effects
+    with pytest.raises(DataError, match="needs the smaller model's random effects among"):
+        anova(other, pairs["engine"][1], bootstrap=5, seed=1)
