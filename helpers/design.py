@@ -682,7 +682,7 @@ class Design:
     ----------
     term_names : list of str
         Fixed-effect names in the package's convention (``Intercept``, ``condition[T.stim]``,
-        ``scale(age)``; :func:`helpers.results.r_term_name` gives R's names).
+        ``scale(age)``; :func:`helpers.formula.r_term_name` gives R's names).
     response : str
     formula : str
         The formula as given.

@@ -16,7 +16,7 @@ the first variable varying fastest within an interaction.
 Names follow the package's convention: plain and transformed variables as R prints them (``x``,
 ``scale(age)``, ``I(age^2)``, ``poly(age, 2)1``), the intercept as ``Intercept`` and a factor's columns
 as ``factor(wave)[T.2]`` (treatment contrast), ``arm[a]`` (full coding) or ``dose[.L]`` (polynomial
-contrast); :func:`helpers.results.r_term_name` turns them into R's ``(Intercept)``,
+contrast); :func:`helpers.formula.r_term_name` turns them into R's ``(Intercept)``,
 ``factor(wave)2``, ``arma`` and ``dose.L``.
 """
 
@@ -38,6 +38,7 @@ __all__ = [
     "ModelSpec",
     "parse",
     "r_number",
+    "r_term_name",
 ]
 
 #: Every function a formula may call, as written in it.
@@ -1192,3 +1193,49 @@ def _scale_setting(node, default, off: float) -> float:
     if flag is not None:
         return default() if flag else off
     return float(_constant(node))
+
+
+def _split_interaction(name: str) -> list[str]:
+    """Split a column name at the ':' of interactions, not at one inside brackets or parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(name):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        elif ch == ":" and depth == 0:
+            parts.append(name[start:i])
+            start = i + 1
+    parts.append(name[start:])
+    return parts
+
+
+def r_term_name(name: str) -> str:
+    """Translate a term name of this package to the one R prints.
+
+    The package names a factor's columns ``arm[T.b]`` (treatment contrast), ``arm[b]`` (full
+    indicator coding) or ``dose[.L]`` (polynomial contrast of an ordered factor); R writes the level or
+    contrast straight after the variable. Logical columns have the levels ``FALSE`` and ``TRUE``.
+
+    Examples
+    --------
+    >>> r_term_name("Intercept"), r_term_name("condition[T.stim]")
+    ('(Intercept)', 'conditionstim')
+    >>> r_term_name("Diet[1]"), r_term_name("factor(Occasion)[T.2]:x"), r_term_name("dose[.L]")
+    ('Diet1', 'factor(Occasion)2:x', 'dose.L')
+    >>> r_term_name("b[T.True]"), r_term_name("poly(age, 2)1")
+    ('bTRUE', 'poly(age, 2)1')
+    """
+    if name == "Intercept":
+        return "(Intercept)"
+    out = []
+    for part in _split_interaction(name):
+        if part.endswith("]") and "[" in part:
+            var, level = part[:-1].rsplit("[", 1)
+            if level.startswith("T."):
+                level = level[2:]
+            level = {"True": "TRUE", "False": "FALSE"}.get(level, level)
+            out.append(f"{var}{level}")
+        else:
+            out.append(part)
+    return ":".join(out)

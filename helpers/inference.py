@@ -44,6 +44,7 @@ import scipy.optimize
 import scipy.stats
 
 from .design import SufficientStats
+from .formula import r_term_name
 from .kernel import (
     LOG_2PI,
     THETA_GRID,
@@ -58,7 +59,7 @@ from .kernel import (
     optimize_batch,
     theta_size,
 )
-from .results import OlsResult, r_term_name
+from .results import OlsResult
 from .validate import DataError
 
 __all__ = [

@@ -46,9 +46,8 @@ import pandas as pd
 import scipy.linalg
 
 from ._blas import single_blas_thread
-from .formula import Formula, ModelSpec
+from .formula import Formula, ModelSpec, r_term_name
 from .kernel import Blocks, Response, expand_theta, theta_lower_bounds, theta_size
-from .results import r_term_name
 from .validate import DataError, check_one_group
 
 __all__ = [
@@ -822,39 +821,3 @@ def varcorr_frame(random: RandomEffects | None, theta, sigma2: float, group: str
     frame["vcov"] = frame["vcov"].astype(float)
     frame["sdcor"] = frame["sdcor"].astype(float)
     return frame
-
-
-def varcorr_table(varcorr: pd.DataFrame) -> str:
-    """The random-effects block of lme4's ``summary``: Groups, Name, Variance, Std.Dev., Corr.
-
-    Each term's variances one per line (the group named on its first line), each line followed by
-    its correlations with the term's earlier columns (two decimals), then ``Residual``.
-    """
-    from .results import _column, _fmt_table
-
-    variances = varcorr[varcorr["var2"].isna()]
-    var_text = dict(zip(variances.index, _column(variances["vcov"].to_numpy()), strict=True))
-    sd_text = dict(zip(variances.index, _column(variances["sdcor"].to_numpy()), strict=True))
-    corr = {(r.grp, r.var1, r.var2): r.sdcor for r in varcorr[varcorr["var2"].notna()].itertuples()}
-    width = max((len(variances[variances["grp"] == g]) for g in variances["grp"]), default=1)
-    rows = []
-    previous: dict[str, list] = {}
-    for idx, r in variances.iterrows():
-        if r["grp"] == "Residual":
-            rows.append([" Residual", "", var_text[idx], sd_text[idx]] + [""] * (width - 1))
-            continue
-        earlier = previous.setdefault(r["grp"], [])
-        shown_group = r["grp"].split(".")[0] if not earlier else ""
-        cells = []
-        for other in earlier:
-            value = corr.get((r["grp"], other, r["var1"]), np.nan)
-            cells.append("" if not np.isfinite(value) else f"{value:.2f}")
-        rows.append(
-            [f" {shown_group}", r["var1"], var_text[idx], sd_text[idx]]
-            + cells
-            + [""] * (width - 1 - len(cells))
-        )
-        earlier.append(r["var1"])
-    header = [" Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if width > 1 else [])
-    header += [""] * (width - 1 - (1 if width > 1 else 0))
-    return _fmt_table(rows, header, left=2)

@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from .formula import r_term_name
+
 if TYPE_CHECKING:
     from .design import Design, SufficientStats
     from .kernel import OptSummary
 
-__all__ = ["OlsResult", "LmmResult", "PandasCopies", "r_term_name"]
+__all__ = ["OlsResult", "LmmResult", "PandasCopies", "r_term_name"]  # r_term_name: helpers.formula
 
 #: Before pandas 3 (copy-on-write by default) a shallow copy shares its values, so copy them.
 _DEEP_COPIES = int(pd.__version__.split(".")[0]) < 3
@@ -63,52 +65,6 @@ class PandasCopies:
         if isinstance(value, pd.Series | pd.DataFrame):
             return value.copy(deep=_DEEP_COPIES)
         return value
-
-
-def _split_interaction(name: str) -> list[str]:
-    """Split a column name at the ':' of interactions, not at one inside brackets or parentheses."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(name):
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth = max(depth - 1, 0)
-        elif ch == ":" and depth == 0:
-            parts.append(name[start:i])
-            start = i + 1
-    parts.append(name[start:])
-    return parts
-
-
-def r_term_name(name: str) -> str:
-    """Translate a term name of this package to the one R prints.
-
-    The package names a factor's columns ``arm[T.b]`` (treatment contrast), ``arm[b]`` (full
-    indicator coding) or ``dose[.L]`` (polynomial contrast of an ordered factor); R writes the level or
-    contrast straight after the variable. Logical columns have the levels ``FALSE`` and ``TRUE``.
-
-    Examples
-    --------
-    >>> r_term_name("Intercept"), r_term_name("condition[T.stim]")
-    ('(Intercept)', 'conditionstim')
-    >>> r_term_name("Diet[1]"), r_term_name("factor(Occasion)[T.2]:x"), r_term_name("dose[.L]")
-    ('Diet1', 'factor(Occasion)2:x', 'dose.L')
-    >>> r_term_name("b[T.True]"), r_term_name("poly(age, 2)1")
-    ('bTRUE', 'poly(age, 2)1')
-    """
-    if name == "Intercept":
-        return "(Intercept)"
-    out = []
-    for part in _split_interaction(name):
-        if part.endswith("]") and "[" in part:
-            var, level = part[:-1].rsplit("[", 1)
-            if level.startswith("T."):
-                level = level[2:]
-            level = {"True": "TRUE", "False": "FALSE"}.get(level, level)
-            out.append(f"{var}{level}")
-        else:
-            out.append(part)
-    return ":".join(out)
 
 
 def _fmt_table(rows: list[list], header: list, left: int = 1) -> str:
@@ -539,8 +495,6 @@ class LmmResult(PandasCopies):
             left=2,
         )
         if self.random is not None:
-            from .random_terms import varcorr_table
-
             random_table = varcorr_table(self.varcorr)
         lines += [
             "",
@@ -587,3 +541,37 @@ class LmmResult(PandasCopies):
             f"LmmResult({self.method}: {terms}; sigma2_group={self.sigma2_group:.6g}, "
             f"sigma2_resid={self.sigma2_resid:.6g}; n_obs={self.n_obs}, n_groups={self.n_groups})"
         )
+
+
+def varcorr_table(varcorr: pd.DataFrame) -> str:
+    """The random-effects block of lme4's ``summary``: Groups, Name, Variance, Std.Dev., Corr.
+
+    Each term's variances one per line (the group named on its first line), each line followed by
+    its correlations with the term's earlier columns (two decimals), then ``Residual``.
+    """
+    variances = varcorr[varcorr["var2"].isna()]
+    var_text = dict(zip(variances.index, _column(variances["vcov"].to_numpy()), strict=True))
+    sd_text = dict(zip(variances.index, _column(variances["sdcor"].to_numpy()), strict=True))
+    corr = {(r.grp, r.var1, r.var2): r.sdcor for r in varcorr[varcorr["var2"].notna()].itertuples()}
+    width = max((len(variances[variances["grp"] == g]) for g in variances["grp"]), default=1)
+    rows = []
+    previous: dict[str, list] = {}
+    for idx, r in variances.iterrows():
+        if r["grp"] == "Residual":
+            rows.append([" Residual", "", var_text[idx], sd_text[idx]] + [""] * (width - 1))
+            continue
+        earlier = previous.setdefault(r["grp"], [])
+        shown_group = r["grp"].split(".")[0] if not earlier else ""
+        cells = []
+        for other in earlier:
+            value = corr.get((r["grp"], other, r["var1"]), np.nan)
+            cells.append("" if not np.isfinite(value) else f"{value:.2f}")
+        rows.append(
+            [f" {shown_group}", r["var1"], var_text[idx], sd_text[idx]]
+            + cells
+            + [""] * (width - 1 - len(cells))
+        )
+        earlier.append(r["var1"])
+    header = [" Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if width > 1 else [])
+    header += [""] * (width - 1 - (1 if width > 1 else 0))
+    return _fmt_table(rows, header, left=2)
