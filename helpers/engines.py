@@ -20,7 +20,9 @@ The steps
 3. **One grouped scan** (:func:`cell_sums`) groups by cluster, by the categorical predictors and by a
    missing-value flag per numeric column, and returns per cell the row count, the sums of the centred
    values and their population co-moments (``covar_pop``, which DuckDB and Spark accumulate stably).
-   Cells with a missing value hold the dropped rows: they are counted and otherwise ignored.
+   Cells with a missing value hold the dropped rows: they are counted and otherwise ignored. When
+   the numeric columns are known to hold no NULL (a Parquet file's statistics), the scan has no flags,
+   and runs again with them only if a sum shows a NaN (:func:`scan_cells`).
 4. **In numpy** the cells become the model's statistics (:func:`design_from_cells`), with the centring
    undone exactly as a reparametrisation (:func:`helpers.large._combine`).
 
@@ -58,7 +60,7 @@ import itertools
 import os
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -587,11 +589,19 @@ def scan_cells(
     group: str,
     kinds: Mapping[str, str] | None = None,
     centre_rows: int | None = 1_000_000,
+    no_nulls: Collection[str] = (),
 ) -> tuple[pd.DataFrame, dict, dict]:
     """The first pass (centring shifts) and the one grouped scan, run where the table lives.
 
     ``kinds`` (column -> :func:`column_kind`) defaults to the kinds of the table's schema
     (:func:`table_kinds`).
+
+    ``no_nulls`` names columns known to hold no NULL (a Parquet file's statistics count them). When it
+    holds every numeric model column (and no float column is only grouped by, as a numeric grouping
+    column is), the scan groups by no missing-value flag, a grouping key less per column (about a
+    tenth of the scan's time for one). A NaN or an infinite value still shows, as a sum that is not
+    finite: the scan then runs again with the flags, as it does without ``no_nulls``, so the result is
+    the same either way.
 
     Returns
     -------
@@ -606,14 +616,27 @@ def scan_cells(
     ibis = _ibis()
     kinds = dict(kinds) if kinds is not None else table_kinds(table, model_columns)
     others = [c for c in categorical if c != group]
-    flagged = {c: kinds[c] for c in model_columns if kinds[c] in ("float", "numeric")}
+    numeric = {c: kinds[c] for c in model_columns if kinds[c] in ("float", "numeric")}
+    # a NaN shows in the sums only in a column that is summed (not in a numeric grouping column)
+    summed = {response} | {v for key in keys if key != RESPONSE for v in key}
+    unflagged = set(numeric) <= set(no_nulls) and all(
+        kind != "float" or c in summed for c, kind in numeric.items()
+    )
+    flagged = {} if unflagged else numeric
     complete = ibis.and_(*[~_missing(table[c], kinds[c]) for c in model_columns])
     shifts = centre_shifts(table, keys, response, complete, centre_rows)
-    expr = cell_sums(
-        table, keys, shifts, response=response, group=group, categorical=others, flagged=flagged
-    )
-    with _nan_tests_evaluated(table):
-        cells = _fetch(expr)
+
+    def scan(flagged):
+        expr = cell_sums(
+            table, keys, shifts, response=response, group=group, categorical=others, flagged=flagged
+        )
+        with _nan_tests_evaluated(table) if flagged else contextlib.nullcontext():
+            return _fetch(expr)
+
+    cells = scan(flagged)
+    if len(flagged) < len(numeric) and not _sums_finite(cells):
+        flagged = numeric  # a NaN or an infinite value in a column without NULLs: flag them
+        cells = scan(flagged)
     cells = cells.rename(columns={f"__k{i}": c for i, c in enumerate(others)})
     if group in categorical:
         cells[group] = cells["__group"].map(lambda v: v if v is None else str(v))
@@ -625,6 +648,8 @@ def scan_cells(
         if column in flagged:
             flag = cells[f"__m{names.index(column)}"]
             is_missing = flag.map(bool).to_numpy(dtype=bool)
+        elif column in numeric:  # no NULL, and the sums show no NaN
+            is_missing = np.zeros(len(cells), dtype=bool)
         else:
             is_missing = cells["__group" if column == group else column].isna().to_numpy()
         missing[column] = int(n_rows[is_missing].sum())
@@ -645,6 +670,13 @@ def scan_cells(
             "The sums of the model columns overflow; rescale the response or the predictors."
         )
     return cells, shifts, missing
+
+
+def _sums_finite(cells: pd.DataFrame) -> bool:
+    """Whether every sum and co-moment of every cell is a finite number."""
+    sums = [c for c in cells.columns if c[0] in "sc" and c[1:2].isdigit()]
+    values = cells[sums].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return bool(np.isfinite(values).all())
 
 
 def design_from_cells(

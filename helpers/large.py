@@ -17,8 +17,11 @@ How the scan works
    "cell") and by a missing-value flag per numeric column, and returns per cell the row count, the sums
    of the centred numeric values (the response, each numeric predictor and each product an interaction
    needs) and their co-moments (DuckDB's ``covar_pop``, which it accumulates stably). Cells with a
-   missing value are counted as dropped rows and otherwise ignored. The scan costs about as much as a
-   plain ``GROUP BY`` with ``count`` and ``sum`` (see ``benchmarks/large_file.py``). It is written once,
+   missing value are counted as dropped rows and otherwise ignored; a Parquet file whose statistics
+   count no NULL in the numeric model columns is scanned without the flags (a NaN, which the
+   statistics do not count, shows in the sums, and the scan then runs again with them). The scan
+   costs about as much as a plain ``GROUP BY`` with ``count`` and ``sum`` (see
+   ``benchmarks/large_file.py``). It is written once,
    as an Ibis expression (:mod:`helpers.engines`), which DuckDB runs here on its reader of the file
    and Spark or another engine runs where their tables live.
 4. **In numpy**, :class:`helpers.formula.ModelSpec` expands the categorical predictors of each cell into
@@ -479,6 +482,16 @@ def _connect():
     return duckdb.connect(":memory:")
 
 
+def _parquet_no_nulls(con, path) -> set:
+    """The columns of a Parquet file whose statistics count no NULL in any row group, from its
+    footer (a column without statistics is not among them)."""
+    rows = con.execute(
+        f"SELECT path_in_schema FROM parquet_metadata({_quote_literal(str(Path(path).resolve()))}) "
+        "GROUP BY path_in_schema HAVING bool_and(coalesce(stats_null_count = 0, false))"
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
 def is_read_error(exc: BaseException) -> bool:
     """Whether an exception raised while reading a data file means that the file is bad.
 
@@ -767,8 +780,9 @@ def design_from_file(
         atoms = list(dict.fromkeys(_atom(names, numeric) for names in terms))
         keys = [_RESPONSE] + [a for a in atoms if a]
         # the sums: the one Ibis expression of helpers.engines, run by DuckDB on this source
+        no_nulls = _parquet_no_nulls(con, path) if fmt == "parquet" else set()
         cells, shifts, missing = _scan(
-            con, source, response, keys, model_columns, categorical, group, centre_rows
+            con, source, response, keys, model_columns, categorical, group, centre_rows, no_nulls
         )
         for column in categorical:
             if types[column] == "BOOLEAN" and column != group:
@@ -832,7 +846,7 @@ def check_file_types(types: Mapping[str, str], columns: Iterable[str], group: st
         )
 
 
-def _scan(con, source, response, keys, model_columns, categorical, group, centre_rows):
+def _scan(con, source, response, keys, model_columns, categorical, group, centre_rows, no_nulls=()):
     """:func:`helpers.engines.scan_cells` run by DuckDB on ``source`` (its reader of the file)."""
     return engines.scan_cells(
         engines.duckdb_table(con, source),
@@ -842,6 +856,7 @@ def _scan(con, source, response, keys, model_columns, categorical, group, centre
         categorical=categorical,
         group=group,
         centre_rows=centre_rows,
+        no_nulls=no_nulls,
     )
 
 
