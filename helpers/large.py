@@ -673,10 +673,12 @@ def _parquet_dictionary_levels(path, column: str):
         kind = schema.field(column).type
         if not pa.types.is_dictionary(kind) or handle.num_row_groups == 0:
             return None
-        chunk = handle.read_row_group(0, columns=[column]).column(column)
-        if chunk.num_chunks == 0:
+        # the first row only: its dictionary holds every stored level (reading the whole first row
+        # group decoded a million rows, 5-50 ms)
+        batch = next(handle.iter_batches(batch_size=1, columns=[column]), None)
+        if batch is None or batch.num_rows == 0:
             return None
-        return [str(v) for v in chunk.chunk(0).dictionary.to_pylist()], bool(kind.ordered)
+        return [str(v) for v in batch.column(0).dictionary.to_pylist()], bool(kind.ordered)
     except (KeyError, OSError, pa.ArrowException):  # no such column, or an unusual schema
         return None
 
