@@ -261,9 +261,7 @@ def main(argv=None) -> int:
             best["groupby"]["seconds"] + best["groupby"]["import_seconds"]
         )
         print(f"\ntime ratio DuckDB via Ibis / GROUP BY: {ratio:.2f} for the work (target <= 1.5)")
-        print(
-            f"  (imports + work: {whole:.2f}; Ibis and its SQL compilers take most of the imports)"
-        )
+        print(f"  (imports + work: {whole:.2f}; a first fit in a fresh process pays the imports)")
         print(f"peak memory of DuckDB via Ibis: {peak_fit:.0f} MB (target < 512)")
         if "spark" in best:
             spark_ratio = best["spark"]["seconds"] / best["fit"]["seconds"]
