@@ -11,9 +11,10 @@ The fit runs in lme4's four visible steps:
 from .data import load_dataset, seed_question, simulate_clustered
 from .design import Design, RowsDroppedWarning, SufficientStats, build_design
 from .fit import fit_lmm, fit_lmm_from_stats, fit_ols, optimize_theta
+from .formula import parse_formula
 from .objective import criterion, criterion_derivative, make_objective, profile
 from .results import LmmResult, OlsResult
-from .validate import DataError, parse_formula
+from .validate import DataError
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,7 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 
 from ._blas import single_blas_thread
-from .formula import Factor, ModelSpec, Name, level_name
+from .formula import Factor, ModelSpec, Name, level_name, parse_formula
 from .validate import (
     DataError,
     RowsDroppedWarning,
@@ -38,7 +38,6 @@ from .validate import (
     check_one_group,
     count_missing,
     drop_missing,
-    parse_formula,
 )
 
 __all__ = [
@@ -807,7 +806,7 @@ def model_columns(
     predictors_only : bool, default False
         Only the fixed-effect predictors (no response, no offsets, no grouping column).
     random_slopes : bool, default False
-        Accept random slopes (:func:`helpers.validate.parse_formula`) and include their columns.
+        Accept random slopes (:func:`helpers.formula.parse_formula`) and include their columns.
 
     Returns
     -------

@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, spec_levels
-from .formula import Factor, ModelSpec
+from .formula import Factor, ModelSpec, parse_formula
 from .validate import (
     DataError,
     check_column_type,
@@ -82,7 +82,6 @@ from .validate import (
     check_reference_level,
     check_response_kind,
     drop_missing,
-    parse_formula,
     require_group,
 )
 

@@ -23,12 +23,12 @@ contrast); :func:`helpers.formula.r_term_name` turns them into R's ``(Intercept)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .validate import DataError
+from .validate import DataError, check_one_group
 
 __all__ = [
     "SUPPORTED",
@@ -39,6 +39,10 @@ __all__ = [
     "parse",
     "r_number",
     "r_term_name",
+    "RANDOM_TERMS_SUPPORTED",
+    "ParsedFormula",
+    "check_bars",
+    "parse_formula",
 ]
 
 #: Every function a formula may call, as written in it.
@@ -1239,3 +1243,150 @@ def r_term_name(name: str) -> str:
         else:
             out.append(part)
     return ":".join(out)
+
+
+# --- a formula as a model: its fixed part, its grouping column, its random-effects terms ------------
+
+#: The random-effects terms the package fits, for error messages.
+RANDOM_TERMS_SUPPORTED = (
+    "one grouping factor with any random intercept and slopes for it, e.g. '(1 | g)', '(1 + x | g)', "
+    "'(x || g)' or '(1 | g) + (0 + x | g)'"
+)
+
+
+def check_bars(bars, group: str | None = None) -> str | None:
+    """The one grouping column of the random-effects terms, or a :class:`DataError`.
+
+    Parameters
+    ----------
+    bars : sequence of helpers.formula.Bar
+    group : str, optional
+        A grouping column given separately (``fit_lmm(..., group=...)``).
+
+    Examples
+    --------
+    >>> from helpers.formula import parse
+    >>> check_bars(parse("y ~ x + (1 | g) + (0 + x | g)").bars)
+    'g'
+    >>> check_bars(parse("y ~ x + (1 | a) + (1 | b)").bars)
+    Traceback (most recent call last):
+    ...
+    helpers.validate.DataError: The formula has random-effects terms for 2 grouping factors ('a', 'b'); crossed groupings are not supported: this package fits one grouping factor with any random intercept and slopes for it, e.g. '(1 | g)', '(1 + x | g)', '(x || g)' or '(1 | g) + (0 + x | g)'.
+    """
+    groups: list[str] = []
+    for bar in bars:
+        if bar.nested:
+            raise DataError(
+                f"The random-effects term '{bar.text}' has a nested or crossed grouping "
+                f"('{bar.group}'); this package fits {RANDOM_TERMS_SUPPORTED}. Make one grouping column (for "
+                "example the combination of the two) if that is the model you mean."
+            )
+        if bar.group not in groups:
+            groups.append(bar.group)
+    if len(groups) > 1:
+        shown = ", ".join(repr(g) for g in groups)
+        raise DataError(
+            f"The formula has random-effects terms for {len(groups)} grouping factors ({shown}); "
+            f"crossed groupings are not supported: this package fits {RANDOM_TERMS_SUPPORTED}."
+        )
+    check_one_group(groups[0] if groups else None, group)
+    return groups[0] if groups else group
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """A formula split into its fixed-effects part and its grouping column.
+
+    Attributes
+    ----------
+    fixed : str
+        The fixed-effects formula, for example ``"pSHP2 ~ condition"``.
+    group : str or None
+        The grouping column of the random intercept, or None for a model without one.
+    response : str
+        The response as R labels it (a column name without backticks, or ``log(y)``).
+    model : helpers.formula.Formula
+        The parsed formula: its variables, terms, offsets and random-effects terms.
+    """
+
+    fixed: str
+    group: str | None
+    response: str
+    model: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def bars(self) -> tuple:
+        """The random-effects terms, as :class:`helpers.formula.Bar` (terms, group, ``|`` or ``||``)."""
+        return self.model.bars if self.model is not None else ()
+
+
+def parse_formula(
+    formula: str, group: str | None = None, *, random_slopes: bool = False
+) -> ParsedFormula:
+    """Parse an lme4-style formula into its fixed-effects part and its grouping column.
+
+    Every formula goes through :func:`helpers.formula.parse`, which accepts only column names, numbers,
+    R's formula operators and the supported functions, and refuses anything else before any value is
+    computed (a formula is data; it never runs code).
+
+    Parameters
+    ----------
+    formula : str
+        Either a fixed-effects formula (``"y ~ x"``), used with ``group``, or an lme4-style formula with one
+        random-intercept term (``"y ~ x + (1 | g)"``).
+    group : str, optional
+        The grouping column, when the formula has no ``(1 | g)`` term.
+    random_slopes : bool, default False
+        Accept any random-effects terms of one grouping factor (random slopes, ``||``, several terms;
+        :func:`check_bars`), as :func:`helpers.fit.fit_lmm` does.
+
+    Returns
+    -------
+    ParsedFormula
+
+    Raises
+    ------
+    DataError
+        For anything the parser does not support, random slopes, several grouping factors, nested or
+        crossed terms, or a formula without ``~``.
+
+    Examples
+    --------
+    >>> parse_formula("pSHP2 ~ condition + (1 | cluster)")
+    ParsedFormula(fixed='pSHP2 ~ condition', group='cluster', response='pSHP2')
+    >>> parse_formula("y ~ x", group="g").group
+    'g'
+    >>> parse_formula("y ~ x + (1 | `site (id)`)").group
+    'site (id)'
+    """
+    model = parse(formula)
+    if random_slopes:  # any random terms of one grouping factor (helpers.random_terms)
+        return ParsedFormula(
+            fixed=model.fixed_text,
+            group=check_bars(model.bars, group),
+            response=model.response.label,
+            model=model,
+        )
+    groups = []
+    for bar in model.bars:
+        if bar.double or bar.terms or not bar.intercept:
+            raise DataError(
+                f"The random-effects term '{bar.text}' is not supported: this package fits one random "
+                "intercept, written '(1 | group)'. Remove random slopes such as '(x | g)' or '(1 + x | g)'."
+            )
+        if bar.nested:
+            raise DataError(
+                f"The random-effects term '{bar.text}' has a nested or crossed grouping; only one "
+                "grouping column is supported, written '(1 | group)'."
+            )
+        groups.append(bar.group)
+    if len(groups) > 1:
+        raise DataError(
+            f"The formula has {len(groups)} random-effects terms ({', '.join(groups)}); only one grouping "
+            "factor is supported. Keep a single '(1 | group)' term."
+        )
+    check_one_group(groups[0] if groups else None, group)
+    group_name = groups[0] if groups else group
+    return ParsedFormula(
+        fixed=model.fixed_text, group=group_name, response=model.response.label, model=model
+    )

@@ -75,7 +75,7 @@ import pandas as pd
 
 from . import engines
 from .design import Design, SufficientStats, stats_from_cross_products
-from .formula import Name
+from .formula import Name, parse_formula
 from .validate import (
     DataError,
     check_column_type,
@@ -83,7 +83,6 @@ from .validate import (
     check_present,
     check_reference_column,
     check_response_kind,
-    parse_formula,
     require_group,
 )
 

@@ -46,9 +46,9 @@ import pandas as pd
 import scipy.linalg
 
 from ._blas import single_blas_thread
-from .formula import Formula, ModelSpec, r_term_name
+from .formula import RANDOM_TERMS_SUPPORTED, Formula, ModelSpec, check_bars, r_term_name
 from .kernel import Blocks, Response, expand_theta, theta_lower_bounds, theta_size
-from .validate import DataError, check_one_group
+from .validate import DataError
 
 __all__ = [
     "RandomTerm",
@@ -70,54 +70,12 @@ __all__ = [
     "SINGULAR_TOL",
 ]
 
-#: What the package fits, for error messages.
-SUPPORTED = (
-    "one grouping factor with any random intercept and slopes for it, e.g. '(1 | g)', '(1 + x | g)', "
-    "'(x || g)' or '(1 | g) + (0 + x | g)'"
-)
+#: What the package fits, for error messages (:data:`helpers.formula.RANDOM_TERMS_SUPPORTED`).
+SUPPORTED = RANDOM_TERMS_SUPPORTED
 
 #: lme4's ``isSingular`` tolerance: a fit is singular when an element of theta with lower bound 0 (a
 #: diagonal element of T) is below it.
 SINGULAR_TOL = 1e-4
-
-
-def check_bars(bars, group: str | None = None) -> str | None:
-    """The one grouping column of the random-effects terms, or a :class:`DataError`.
-
-    Parameters
-    ----------
-    bars : sequence of helpers.formula.Bar
-    group : str, optional
-        A grouping column given separately (``fit_lmm(..., group=...)``).
-
-    Examples
-    --------
-    >>> from helpers.formula import parse
-    >>> check_bars(parse("y ~ x + (1 | g) + (0 + x | g)").bars)
-    'g'
-    >>> check_bars(parse("y ~ x + (1 | a) + (1 | b)").bars)
-    Traceback (most recent call last):
-    ...
-    helpers.validate.DataError: The formula has random-effects terms for 2 grouping factors ('a', 'b'); crossed groupings are not supported: this package fits one grouping factor with any random intercept and slopes for it, e.g. '(1 | g)', '(1 + x | g)', '(x || g)' or '(1 | g) + (0 + x | g)'.
-    """
-    groups: list[str] = []
-    for bar in bars:
-        if bar.nested:
-            raise DataError(
-                f"The random-effects term '{bar.text}' has a nested or crossed grouping "
-                f"('{bar.group}'); this package fits {SUPPORTED}. Make one grouping column (for "
-                "example the combination of the two) if that is the model you mean."
-            )
-        if bar.group not in groups:
-            groups.append(bar.group)
-    if len(groups) > 1:
-        shown = ", ".join(repr(g) for g in groups)
-        raise DataError(
-            f"The formula has random-effects terms for {len(groups)} grouping factors ({shown}); "
-            f"crossed groupings are not supported: this package fits {SUPPORTED}."
-        )
-    check_one_group(groups[0] if groups else None, group)
-    return groups[0] if groups else group
 
 
 def expand_bars(bars) -> list[tuple[bool, tuple]]:

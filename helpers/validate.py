@@ -1,8 +1,8 @@
 """Clear errors for the reader's data and formulas.
 
 Every check here raises :class:`DataError` with one sentence that names the column or value at fault and
-says what to do. Formulas are parsed by :mod:`helpers.formula` (imported when first needed); nothing
-else here imports the rest of the package.
+says what to do. Nothing here imports the rest of the package: formulas are parsed, and their
+random-effects terms checked, by :mod:`helpers.formula` (:func:`helpers.formula.parse_formula`).
 
 The checks are written as functions of quantities every front end can extract, whether it holds the
 rows (:func:`helpers.design.build_design`) or only a file's schema and its sums
@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,8 +23,6 @@ import pandas as pd
 __all__ = [
     "DataError",
     "RowsDroppedWarning",
-    "ParsedFormula",
-    "parse_formula",
     "check_one_group",
     "require_group",
     "check_columns",
@@ -58,109 +55,6 @@ class RowsDroppedWarning(UserWarning):
     """Rows were dropped because a model variable was missing in them."""
 
 
-@dataclass(frozen=True)
-class ParsedFormula:
-    """A formula split into its fixed-effects part and its grouping column.
-
-    Attributes
-    ----------
-    fixed : str
-        The fixed-effects formula, for example ``"pSHP2 ~ condition"``.
-    group : str or None
-        The grouping column of the random intercept, or None for a model without one.
-    response : str
-        The response as R labels it (a column name without backticks, or ``log(y)``).
-    model : helpers.formula.Formula
-        The parsed formula: its variables, terms, offsets and random-effects terms.
-    """
-
-    fixed: str
-    group: str | None
-    response: str
-    model: object = field(default=None, repr=False, compare=False)
-
-    @property
-    def bars(self) -> tuple:
-        """The random-effects terms, as :class:`helpers.formula.Bar` (terms, group, ``|`` or ``||``)."""
-        return self.model.bars if self.model is not None else ()
-
-
-def parse_formula(
-    formula: str, group: str | None = None, *, random_slopes: bool = False
-) -> ParsedFormula:
-    """Parse an lme4-style formula into its fixed-effects part and its grouping column.
-
-    Every formula goes through :func:`helpers.formula.parse`, which accepts only column names, numbers,
-    R's formula operators and the supported functions, and refuses anything else before any value is
-    computed (a formula is data; it never runs code).
-
-    Parameters
-    ----------
-    formula : str
-        Either a fixed-effects formula (``"y ~ x"``), used with ``group``, or an lme4-style formula with one
-        random-intercept term (``"y ~ x + (1 | g)"``).
-    group : str, optional
-        The grouping column, when the formula has no ``(1 | g)`` term.
-    random_slopes : bool, default False
-        Accept any random-effects terms of one grouping factor (random slopes, ``||``, several terms;
-        :func:`helpers.random_terms.check_bars`), as :func:`helpers.fit.fit_lmm` does.
-
-    Returns
-    -------
-    ParsedFormula
-
-    Raises
-    ------
-    DataError
-        For anything the parser does not support, random slopes, several grouping factors, nested or
-        crossed terms, or a formula without ``~``.
-
-    Examples
-    --------
-    >>> parse_formula("pSHP2 ~ condition + (1 | cluster)")
-    ParsedFormula(fixed='pSHP2 ~ condition', group='cluster', response='pSHP2')
-    >>> parse_formula("y ~ x", group="g").group
-    'g'
-    >>> parse_formula("y ~ x + (1 | `site (id)`)").group
-    'site (id)'
-    """
-    from .formula import parse
-
-    model = parse(formula)
-    if random_slopes:  # any random terms of one grouping factor (helpers.random_terms)
-        from .random_terms import check_bars
-
-        return ParsedFormula(
-            fixed=model.fixed_text,
-            group=check_bars(model.bars, group),
-            response=model.response.label,
-            model=model,
-        )
-    groups = []
-    for bar in model.bars:
-        if bar.double or bar.terms or not bar.intercept:
-            raise DataError(
-                f"The random-effects term '{bar.text}' is not supported: this package fits one random "
-                "intercept, written '(1 | group)'. Remove random slopes such as '(x | g)' or '(1 + x | g)'."
-            )
-        if bar.nested:
-            raise DataError(
-                f"The random-effects term '{bar.text}' has a nested or crossed grouping; only one "
-                "grouping column is supported, written '(1 | group)'."
-            )
-        groups.append(bar.group)
-    if len(groups) > 1:
-        raise DataError(
-            f"The formula has {len(groups)} random-effects terms ({', '.join(groups)}); only one grouping "
-            "factor is supported. Keep a single '(1 | group)' term."
-        )
-    check_one_group(groups[0] if groups else None, group)
-    group_name = groups[0] if groups else group
-    return ParsedFormula(
-        fixed=model.fixed_text, group=group_name, response=model.response.label, model=model
-    )
-
-
 def check_one_group(formula_group: str | None, group: str | None) -> None:
     """Refuse a grouping column given both in the formula and as ``group=``, when the two differ.
 
@@ -183,9 +77,9 @@ def require_group(group: str | None) -> str:
 
     Examples
     --------
-    >>> require_group(parse_formula("y ~ x + (1 | g)").group)
+    >>> require_group("g")
     'g'
-    >>> require_group(parse_formula("y ~ x").group)
+    >>> require_group(None)
     Traceback (most recent call last):
     ...
     helpers.validate.DataError: The formula has no random intercept: add '(1 | group)' with your grouping column, for example 'y ~ x + (1 | cluster)'.

@@ -13,10 +13,10 @@ import pytest
 
 from helpers import build_design, fit_lmm, fit_ols
 from helpers.design import RowsDroppedWarning, model_columns
-from helpers.formula import FUNCTIONS, parse
+from helpers.formula import FUNCTIONS, parse, parse_formula
 from helpers.large import design_from_file, fit_lmm_file
 from helpers.results import r_term_name
-from helpers.validate import DataError, parse_formula
+from helpers.validate import DataError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

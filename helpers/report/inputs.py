@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..design import Design, build_design, model_columns
 from ..engines import ENGINES, check_parquet_folder
+from ..formula import parse_formula
 from ..large import (
     NA_STRINGS,
     check_file,
@@ -45,7 +46,6 @@ from ..validate import (
     check_present,
     check_reference_column,
     check_unique_terms,
-    parse_formula,
     require_group,
     set_reference,
 )
