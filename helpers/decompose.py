@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from .design import Design, SufficientStats, as_design
+from .design import Design, SufficientStats
+from .engines import as_design
 from .fit import fit_lmm, ols_from_design
 from .kernel import blocks_from_stats, evaluate
 from .objective import profile
@@ -583,7 +584,7 @@ def decompose(
     Parameters
     ----------
     data : pandas.DataFrame, helpers.design.Design, Ibis table or PySpark DataFrame
-        A Design is used as it is (:func:`helpers.design.as_design`). Without rows (a design summed
+        A Design is used as it is (:func:`helpers.engines.as_design`). Without rows (a design summed
         from a file, or a table aggregated where it lives) ``reconstructed`` is the exact
         within/between blend, as there are no rows to refit, and pooled OLS has no cluster-robust
         errors.

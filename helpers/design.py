@@ -35,7 +35,6 @@ from .validate import (
     check_enough_rows,
     check_finite,
     check_groups,
-    check_one_group,
     count_missing,
     drop_missing,
 )
@@ -49,7 +48,6 @@ __all__ = [
     "Design",
     "Rows",
     "build_design",
-    "as_design",
     "sufficient_stats",
     "stats_from_cross_products",
 ]
@@ -1216,67 +1214,6 @@ def _scan_cells(
         squares=squares[used],
         shift=shift,
     )
-
-
-def as_design(
-    data: object,
-    formula: str | None = None,
-    group: str | None = None,
-    *,
-    random_slopes: bool = True,
-) -> Design:
-    """The :class:`Design` of ``data``: the one place where a fit decides what it was given.
-
-    A :class:`Design` is returned as it is (it was checked when it was built); a pandas DataFrame goes
-    to :func:`build_design`; an Ibis table or a PySpark DataFrame to
-    :func:`helpers.engines.design_from_table`, which computes the sums where the table lives.
-    :func:`helpers.fit.fit_lmm`, :func:`helpers.fit.fit_ols` and :func:`helpers.decompose.decompose`
-    all start here.
-
-    Parameters
-    ----------
-    data : Design, pandas.DataFrame, Ibis table or PySpark DataFrame
-    formula : str, optional
-        Needed for data; with a Design it may be left out (it is ``design.formula``), and if given
-        must be that formula.
-    group : str, optional
-        The grouping column, when the formula has no ``(1 | g)`` term; with a Design, it must agree.
-    random_slopes : bool, default True
-        Accept random slopes and several random terms of one grouping factor.
-
-    Returns
-    -------
-    Design
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0], "g": [1, 1, 2, 2]})
-    >>> d = as_design(df, "y ~ 1 + (1 | g)")
-    >>> as_design(d) is d
-    True
-    """
-    if isinstance(data, Design):
-        if formula is not None and formula != data.formula:
-            raise DataError(
-                f"The design was built for {data.formula!r}, not {formula!r}; leave the formula out "
-                "when fitting a design, or build a new one."
-            )
-        check_one_group(data.group, group)
-        if group is not None and data.group is None:
-            raise DataError(
-                f"The design has no grouping column, so group={group!r} cannot apply; build the "
-                "design with it."
-            )
-        return data
-    if formula is None:
-        raise DataError(
-            "A formula is needed to fit data: pass it, or pass a design built with one."
-        )
-    from .engines import design_from_table, is_table
-
-    if is_table(data):  # an Ibis table or a PySpark DataFrame: the sums are computed where it lives
-        return design_from_table(data, formula, group=group)
-    return build_design(data, formula, group, random_slopes=random_slopes)
 
 
 def spec_levels(spec: ModelSpec) -> dict[str, list]:

@@ -1,4 +1,9 @@
-"""Per-cluster sufficient statistics computed where the table lives: one Ibis expression for every engine.
+"""Where the data live: what a fit was given, and per-cluster sufficient statistics computed where the
+table lives, one Ibis expression for every engine.
+
+:func:`as_design` is the one place where :func:`helpers.fit.fit_lmm`, :func:`helpers.fit.fit_ols` and
+:func:`helpers.decompose.decompose` decide what they were given: a Design as it is, a DataFrame to
+:func:`helpers.design.build_design`, a table to :func:`design_from_table`.
 
 The fit needs only per-cluster sums (see :mod:`helpers.design`): the row count, the sums of the centred
 response, numeric predictors and their products, and their co-moments, per cluster and per combination
@@ -24,7 +29,7 @@ The steps
    the numeric columns are known to hold no NULL (a Parquet file's statistics), the scan has no flags,
    and runs again with them only if a sum shows a NaN (:func:`scan_cells`).
 4. **In numpy** the cells become the model's statistics (:func:`design_from_cells`), with the centring
-   undone exactly as a reparametrisation (:func:`helpers.large._combine`).
+   undone exactly as a reparametrisation (:func:`_combine`).
 
 The cost model: one pass over the data (plus the first rows for the shifts), whatever its size, then a
 fit on J clusters' sums, whose cost does not depend on the number of rows.
@@ -37,7 +42,7 @@ full cross-product matrix. The blocks Z_i'Z_i, Z_i'X_i and Z_i'y_i of a random s
 same kind, so a slope variable is one more key (one more product column) in the same expression.
 In numpy each column of Z, of Q = X R^{-1} and the OLS residual e is, on a cell, linear in the centred
 keys, so the blocks Z_i'Z_i, Z_i'Q_i and Z_i'e_i follow from the cells in the basis the random
-intercept's statistics use (:func:`helpers.large.random_cell_sums`), and the fit runs on the one kernel
+intercept's statistics use (:func:`random_cell_sums`), and the fit runs on the one kernel
 (:mod:`helpers.kernel`) as for rows. The design's ``random`` then has no row matrix Z: residuals and
 fitted values of the rows raise :class:`helpers.design.RowsUnavailable`, as for the random intercept.
 
@@ -61,14 +66,23 @@ import os
 import shutil
 import warnings
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .design import Design, spec_levels
-from .formula import Factor, ModelSpec, parse_formula
+from .design import Design, SufficientStats, build_design, spec_levels, stats_from_cross_products
+from .files import (
+    NA_STRINGS,
+    all_numbers,
+    check_file,
+    file_format,
+    parquet_dictionary_levels,
+    text_number_problem,
+)
+from .formula import Factor, ModelSpec, Name, parse_formula
 from .validate import (
     DataError,
     check_column_type,
@@ -77,6 +91,7 @@ from .validate import (
     check_has_rows,
     check_infinite,
     check_not_empty,
+    check_one_group,
     check_present,
     check_reference_column,
     check_reference_level,
@@ -91,6 +106,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENGINES",
     "EngineUnavailable",
+    "as_design",
     "is_table",
     "as_table",
     "table_types",
@@ -106,6 +122,10 @@ __all__ = [
     "design_from_cells",
     "design_from_table",
     "parquet_levels",
+    "parse_terms",
+    "term_atom",
+    "RESPONSE_KEY",
+    "random_cell_sums",
 ]
 
 #: The engines of the command line: rows in pandas, or the sums computed by DuckDB or by Spark.
@@ -359,8 +379,6 @@ def read_table(path, engine: str = "duckdb", *, session=None, master: str = "loc
     DataError
         For a missing path, an unknown format, or a folder without Parquet files.
     """
-    from .large import check_file, file_format
-
     if engine not in ("duckdb", "spark"):
         raise DataError(f"Unknown engine {engine!r}; use one of 'duckdb', 'spark'.")
     p = Path(path)
@@ -385,8 +403,6 @@ def _read(ibis, path: str, fmt: str, engine: str, session, master: str):
         if fmt == "parquet":
             target = str(p / "**" / "*.parquet") if p.is_dir() else str(p)
             return con.read_parquet(target)
-        from .large import NA_STRINGS
-
         return con.read_csv(
             str(p),
             header=True,
@@ -399,8 +415,6 @@ def _read(ibis, path: str, fmt: str, engine: str, session, master: str):
     con = ibis.pyspark.connect(session)
     if fmt == "parquet":
         return con.read_parquet(path)
-    from .large import NA_STRINGS
-
     table = con.read_csv(path, header=True, inferSchema=True, sep="\t" if fmt == "tsv" else ",")
     # Spark reads an empty field as missing; the other strings pandas reads as missing too
     markers = [s for s in NA_STRINGS if s]
@@ -705,7 +719,6 @@ def design_from_cells(
     in the message for a table without rows; ``engine`` (:func:`engine_name`) is what computed the
     cells, recorded as the design's ``source``.
     """
-    from .large import _combine_with_basis
     from .random_terms import needs_random_terms
 
     # sorted, as build_design lists them, so the messages and the counts read the same
@@ -788,9 +801,8 @@ def design_from_cells(
 
 
 def _random_effects(model, cell_values, basis, codes, stats, group: str):
-    """The random-slope blocks from the cells (:func:`helpers.large.random_cell_sums`), checked as
+    """The random-slope blocks from the cells (:func:`helpers.engines.random_cell_sums`), checked as
     :func:`helpers.random_terms.build_random_effects` checks the rows."""
-    from .large import random_cell_sums
     from .random_terms import check_support, random_effects_from_sums, random_term_columns
 
     n_cells = len(codes)
@@ -872,13 +884,11 @@ def design_from_table(
     >>> d.term_names, d.n_obs, d.n_groups
     (['Intercept', 'Days'], 180, 18)
     """
-    from .large import _all_numbers, _atom, _parse_terms
-
     table = as_table(data)
     reference = dict(reference or {})
     parsed = parse_formula(formula, group, random_slopes=True)
     group = require_group(parsed.group)
-    response, variables, terms = _parse_terms(parsed)
+    response, variables, terms = parse_terms(parsed)
     model_columns = list(dict.fromkeys([response, *variables, group]))
 
     schema = table.schema()
@@ -889,7 +899,7 @@ def design_from_table(
         for column in model_columns:
             if column != group and schema[column].is_string():
                 counts = _text_counts(table, column)
-                if len(counts) and _all_numbers(counts):
+                if len(counts) and all_numbers(counts):
                     forced[column] = table[column].try_cast(_dt().float64)
         if forced:
             table = table.mutate(**forced)
@@ -916,15 +926,13 @@ def design_from_table(
     categorical = [v for v in variables if v not in numeric]
     for column in reference:
         check_reference_column(column, model_columns, kinds.get(column) in ("float", "numeric"))
-    from .large import text_number_problem
-
     for column in categorical:
         if column != group and kinds[column] == "text":
             counts = _text_counts(table, column)
             problem = text_number_problem(column, counts)
             if problem:
                 raise DataError(problem)
-    atoms = list(dict.fromkeys(_atom(names, numeric) for names in terms))
+    atoms = list(dict.fromkeys(term_atom(names, numeric) for names in terms))
     keys = [RESPONSE] + [a for a in atoms if a]
     cells, shifts, missing = scan_cells(
         table,
@@ -969,8 +977,6 @@ def parquet_levels(path, columns: Sequence[str]) -> dict:
     Engines read such a column as plain text; passing these to :func:`design_from_table` keeps the
     reference level pandas (and R's arrow) would take.
     """
-    from .large import _parquet_dictionary_levels
-
     p = Path(path)
     if p.is_dir():
         files = sorted(p.glob("**/*.parquet"))
@@ -979,7 +985,7 @@ def parquet_levels(path, columns: Sequence[str]) -> dict:
         p = files[0]
     found = {}
     for column in columns:
-        stored = _parquet_dictionary_levels(p, column)
+        stored = parquet_dictionary_levels(p, column)
         if stored:
             found[column] = stored
     return found
@@ -992,3 +998,338 @@ def _text_counts(table, column: str, rows: int = 100_000) -> pd.Series:
     return pd.Series(
         dict(zip(found["v"].tolist(), (int(k) for k in found["k"]), strict=True)), dtype="int64"
     )
+
+
+# --- from the cells' sums to the statistics: the algebra behind every engine's aggregation -------
+
+
+def parse_terms(parsed):
+    """The response, the predictors, and each term's columns; a DataError for what SQL cannot compute."""
+    model = parsed.model
+
+    def refuse(piece: str) -> DataError:
+        return DataError(
+            f"The large-file path cannot compute {piece!r}: it supports plain columns and their "
+            "interactions. Add the transformed values to the file as a column, or fit without the "
+            "large-file path."
+        )
+
+    if not isinstance(model.response.node, Name):
+        raise refuse(model.response.label)
+    if model.offsets:
+        raise refuse(model.offsets[0].label)
+    for var in model.predictors:
+        if not isinstance(var.node, Name):
+            raise refuse(var.label)
+    response = model.response.label
+    variables = [var.label for var in model.predictors if var.label != response]
+    terms = [list(term) for term in model.terms]
+    # the random slopes' columns: plain columns too, each one more key of the same aggregation
+    for bar in model.bars:
+        for term in bar.terms:
+            for label in term:
+                var = model.variables[label]
+                if not isinstance(var.node, Name):
+                    raise refuse(var.label)
+                if label not in variables and label != response:
+                    variables.append(label)
+            terms.append(list(term))
+    return response, variables, terms
+
+
+def term_atom(names, numeric) -> tuple:
+    """The numeric columns of a term, as a sorted tuple (the product a model column carries)."""
+    return tuple(sorted(v for v in names if v in numeric))
+
+
+RESPONSE_KEY = "__response__"
+
+
+def _in_span(basis: np.ndarray, target: np.ndarray):
+    """Coefficients v with basis @ v == target on every cell, or None when target is not in the span."""
+    if basis.shape[1] == 0:
+        return None
+    v, *_ = np.linalg.lstsq(basis, target, rcond=None)
+    if np.max(np.abs(basis @ v - target), initial=0.0) > 1e-9 * max(1.0, np.abs(target).max()):
+        return None
+    # dummies give integer combinations (the intercept, or a full set of levels); take them exactly,
+    # since the coefficients multiply the centring shifts
+    exact = np.round(v)
+    if np.array_equal(basis @ exact, target):
+        return exact
+    return v
+
+
+def _combine(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, term_names):
+    """Per-cell counts, sums and co-moments -> the model's sufficient statistics (see
+    :func:`_combine_with_basis`)."""
+    return _combine_with_basis(
+        cells, indicator, column_atoms, atoms, shifts, codes, n_groups, term_names
+    )[0]
+
+
+def _combine_with_basis(cells, indicator, column_atoms, atoms, shifts, codes, n_groups, term_names):
+    """Per-cell counts, sums and co-moments -> the model's sufficient statistics, and the basis in
+    which they were formed (:class:`_CellBasis`, for the random-slope blocks of :func:`random_cell_sums`).
+
+    Write d for a centred value (value - shift). On a cell, a model column is X_j = I_j (d_a + shift_a),
+    with I_j its categorical indicator and a its numeric column (or product of columns), or X_j = I_j for
+    a dummy. When I_j is a combination of the dummy columns (always, with main effects present), the
+    centred column Z_j = I_j d_a is X_j minus shift_a times that combination: Z = X T with T = I - N and
+    N^2 = 0. Likewise y - shift_y, when the model's columns span the constant. The statistics of
+    (Z, y - shift_y) are formed from the cells and mapped back to X exactly: R_x = R_z T^{-1} = R_z (I + N)
+    and beta_x = T gamma + shift_y w (X w = 1); the sums of Q and of the OLS residuals do not change.
+
+    The within-cluster cross-products are summed from the cells' own co-moments (which DuckDB
+    accumulates stably) plus the spread of the cell means around their cluster's mean, so they keep full
+    precision when the clusters differ by much more than the rows within them.
+    """
+    keys = [RESPONSE_KEY] + atoms
+    m = len(keys)
+    n_cells, p = indicator.shape
+    count = cells["n"].to_numpy(dtype=float)
+    safe = np.maximum(count, 1.0)
+    means = np.column_stack([cells[f"s{a}"].to_numpy(dtype=float) / safe for a in range(m)])
+    comoment = np.zeros((n_cells, m, m))
+    for a in range(m):
+        for b in range(a, m):
+            v = np.nan_to_num(cells[f"c{a}_{b}"].to_numpy(dtype=float)) * count
+            comoment[:, a, b] = comoment[:, b, a] = v
+    position = {k: a for a, k in enumerate(keys)}
+
+    # loadings[c] writes (Z_1 .. Z_p, y - shift_y) on cell c as offset + slope @ d
+    offset = np.zeros((n_cells, p + 1))
+    slope = np.zeros((n_cells, p + 1, m))
+    dummies = [j for j, atom in enumerate(column_atoms) if not atom]
+    basis = indicator[:, dummies]
+    n_matrix = np.zeros((p, p))
+    for j, atom in enumerate(column_atoms):
+        if not atom:
+            offset[:, j] = indicator[:, j]
+            continue
+        slope[:, j, position[atom]] = indicator[:, j]
+        v = _in_span(basis, indicator[:, j])
+        if v is None:  # not centrable: keep X_j itself
+            offset[:, j] = indicator[:, j] * shifts[atom]
+        else:
+            n_matrix[dummies, j] = shifts[atom] * v
+    w = _in_span(basis, np.ones(n_cells))
+    weights = np.zeros(p)
+    y_shift = 0.0
+    if w is not None:
+        weights[dummies] = w
+        y_shift = shifts[RESPONSE_KEY]
+    slope[:, p, 0] = 1.0
+    offset[:, p] = shifts[RESPONSE_KEY] - y_shift
+
+    cell_mean = offset + np.einsum("cjm,cm->cj", slope, means)
+    internal = np.einsum("cjm,cmn,ckn->jk", slope, comoment, slope)
+    cross = internal + np.einsum("c,cj,ck->jk", count, cell_mean, cell_mean)
+    counts = np.bincount(codes, weights=count, minlength=n_groups)
+    sums = np.column_stack(
+        [
+            np.bincount(codes, weights=count * cell_mean[:, j], minlength=n_groups)
+            for j in range(p + 1)
+        ]
+    ).reshape(n_groups, p + 1)
+    spread = cell_mean - (sums / np.maximum(counts, 1.0)[:, None])[codes]
+    within = internal + np.einsum("c,cj,ck->jk", count, spread, spread)
+    cross = 0.5 * (cross + cross.T)
+    within = 0.5 * (within + within.T)
+
+    base = stats_from_cross_products(
+        counts.round().astype(np.int64),
+        sums[:, :p],
+        sums[:, p],
+        cross[:p, :p],
+        cross[:p, p],
+        float(cross[p, p]),
+        term_names,
+    )
+    # the within cross-products of Q = Z R^{-1} and of e = y - Z gamma, from the accurate ones of (Z, y)
+    r_z, gamma = base.r_factor, base.beta_ols
+    w_zz, w_zy, w_yy = within[:p, :p], within[:p, p], float(within[p, p])
+    r_inv = np.linalg.inv(r_z)
+    w_ze = w_zy - w_zz @ gamma
+    within_qq = r_inv.T @ w_zz @ r_inv
+    within_qe = r_inv.T @ w_ze
+    within_ee = max(w_yy - 2.0 * float(gamma @ w_zy) + float(gamma @ w_zz @ gamma), 0.0)
+
+    r_x = r_z @ (np.eye(p) + n_matrix)
+    sum_q = base.sum_q
+    if np.abs(np.tril(r_x, -1)).max(initial=0.0) > 0:
+        rotation, r_x = np.linalg.qr(r_x)
+        sum_q = sum_q @ rotation
+        within_qq = rotation.T @ within_qq @ rotation
+        within_qe = rotation.T @ within_qe
+    else:
+        rotation = np.eye(p)
+    beta = gamma - n_matrix @ gamma + y_shift * weights
+    basis = _CellBasis(
+        count=count,
+        means=means,
+        comoment=comoment,
+        position=position,
+        shifts=dict(shifts),
+        offset=offset,
+        slope=slope,
+        q_map=r_inv @ rotation,
+        gamma=gamma,
+    )
+    stats = SufficientStats(
+        counts=base.counts,
+        sum_q=sum_q,
+        sum_e=base.sum_e,
+        ete=base.ete,
+        r_factor=r_x,
+        beta_ols=beta,
+        within_qq=0.5 * (within_qq + within_qq.T),
+        within_qe=within_qe,
+        within_ee=within_ee,
+    )
+    return stats, basis
+
+
+@dataclass(frozen=True, eq=False)
+class _CellBasis:
+    """How :func:`_combine_with_basis` wrote each cell: the counts, the means and co-moments of the
+    centred keys d, and the loadings of the centred model columns Z_c and of y - shift_y on a cell
+    (``offset + slope @ d``); Q = Z_c ``q_map`` and the OLS residual e = (y - shift_y) - Z_c ``gamma``."""
+
+    count: np.ndarray
+    means: np.ndarray
+    comoment: np.ndarray
+    position: dict
+    shifts: dict
+    offset: np.ndarray
+    slope: np.ndarray
+    q_map: np.ndarray
+    gamma: np.ndarray
+
+
+def random_cell_sums(basis: _CellBasis, z_indicator, z_atoms, codes, n_groups: int):
+    """The random-slope blocks from the cells: per cluster the cross-products of [U Q e].
+
+    U are the columns of the random-effects matrix (each its categorical indicator on the cell times
+    its numeric column or product, ``z_atoms``; () for an intercept or a dummy), Q = X R^{-1} and e the
+    OLS residual, in the basis of the design's :class:`helpers.design.SufficientStats` (as
+    :func:`helpers.random_terms.block_sums` sums them over rows). On a cell every column is linear in
+    the centred keys d, ``a + B d``, so a cluster's cross-product is the sum over its cells of
+    ``n (a + B mean)(a + B mean)' + B comoment B'``.
+
+    Returns
+    -------
+    cross : ndarray, shape (n_groups, q + p + 1, q + p + 1)
+        Per cluster, the cross-products of U (first q), Q (next p) and e (last).
+    within : ndarray, shape (q,)
+        The within-cluster sum of squares of each column of U (for
+        :func:`helpers.random_terms.check_support`).
+    scale : ndarray, shape (q,)
+        The largest root mean square of each column of U over the cells.
+    constant : ndarray of bool, shape (q,)
+        Whether a column of U takes one value on every row (an intercept).
+    """
+    z_indicator = np.asarray(z_indicator, dtype=float)
+    n_cells, q = z_indicator.shape
+    p = basis.q_map.shape[0]
+    m = basis.means.shape[1]
+    offset_u = np.zeros((n_cells, q))
+    slope_u = np.zeros((n_cells, q, m))
+    for k, atom in enumerate(z_atoms):
+        if atom:
+            offset_u[:, k] = z_indicator[:, k] * basis.shifts[atom]
+            slope_u[:, k, basis.position[atom]] = z_indicator[:, k]
+        else:
+            offset_u[:, k] = z_indicator[:, k]
+    offset_z, slope_z = basis.offset[:, :p], basis.slope[:, :p]
+    offset_q = offset_z @ basis.q_map
+    slope_q = np.einsum("cjm,jk->ckm", slope_z, basis.q_map)
+    offset_e = basis.offset[:, p] - offset_z @ basis.gamma
+    slope_e = basis.slope[:, p] - np.einsum("cjm,j->cm", slope_z, basis.gamma)
+    offset = np.concatenate([offset_u, offset_q, offset_e[:, None]], axis=1)
+    slope = np.concatenate([slope_u, slope_q, slope_e[:, None, :]], axis=1)
+    mean = offset + np.einsum("cjm,cm->cj", slope, basis.means)
+    internal = np.einsum("cjm,cmn,ckn->cjk", slope, basis.comoment, slope)
+    count = basis.count
+    per_cell = internal + count[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    width = q + p + 1
+    cross = np.zeros((n_groups, width, width))
+    np.add.at(cross, codes, per_cell)
+    cross = 0.5 * (cross + np.transpose(cross, (0, 2, 1)))
+    # the within-cluster spread of each column of U
+    counts = np.bincount(codes, weights=count, minlength=n_groups)
+    sums = np.column_stack(
+        [np.bincount(codes, weights=count * mean[:, k], minlength=n_groups) for k in range(q)]
+    ).reshape(n_groups, q)
+    spread = mean[:, :q] - (sums / np.maximum(counts, 1.0)[:, None])[codes]
+    within = np.einsum("ckk->k", internal[:, :q, :q]) + np.einsum("c,ck->k", count, spread**2)
+    variance = np.maximum(
+        np.einsum("ckk->ck", internal[:, :q, :q]) / np.maximum(count, 1.0)[:, None], 0
+    )
+    scale = np.sqrt(np.max(mean[:, :q] ** 2 + variance, axis=0, initial=0.0))
+    constant = np.array(
+        [bool(np.all(slope_u[:, k] == 0) and np.all(mean[:, k] == mean[0, k])) for k in range(q)]
+    )
+    return cross, within, scale, constant
+
+
+# --- what a fit was given --------------------------------------------------------------------------
+
+
+def as_design(
+    data: object,
+    formula: str | None = None,
+    group: str | None = None,
+    *,
+    random_slopes: bool = True,
+) -> Design:
+    """The :class:`Design` of ``data``: the one place where a fit decides what it was given.
+
+    A :class:`~helpers.design.Design` is returned as it is (it was checked when it was built); a pandas
+    DataFrame goes to :func:`helpers.design.build_design`; an Ibis table or a PySpark DataFrame to
+    :func:`design_from_table`, which computes the sums where the table lives.
+    :func:`helpers.fit.fit_lmm`, :func:`helpers.fit.fit_ols` and :func:`helpers.decompose.decompose`
+    all start here.
+
+    Parameters
+    ----------
+    data : Design, pandas.DataFrame, Ibis table or PySpark DataFrame
+    formula : str, optional
+        Needed for data; with a Design it may be left out (it is ``design.formula``), and if given
+        must be that formula.
+    group : str, optional
+        The grouping column, when the formula has no ``(1 | g)`` term; with a Design, it must agree.
+    random_slopes : bool, default True
+        Accept random slopes and several random terms of one grouping factor.
+
+    Returns
+    -------
+    Design
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0], "g": [1, 1, 2, 2]})
+    >>> d = as_design(df, "y ~ 1 + (1 | g)")
+    >>> as_design(d) is d
+    True
+    """
+    if isinstance(data, Design):
+        if formula is not None and formula != data.formula:
+            raise DataError(
+                f"The design was built for {data.formula!r}, not {formula!r}; leave the formula out "
+                "when fitting a design, or build a new one."
+            )
+        check_one_group(data.group, group)
+        if group is not None and data.group is None:
+            raise DataError(
+                f"The design has no grouping column, so group={group!r} cannot apply; build the "
+                "design with it."
+            )
+        return data
+    if formula is None:
+        raise DataError(
+            "A formula is needed to fit data: pass it, or pass a design built with one."
+        )
+    if is_table(data):  # an Ibis table or a PySpark DataFrame: the sums are computed where it lives
+        return design_from_table(data, formula, group=group)
+    return build_design(data, formula, group, random_slopes=random_slopes)

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ._blas import single_blas_thread
-from .design import Design, SufficientStats, as_design
+from .design import Design, SufficientStats
+from .engines import as_design
 from .kernel import (
     THETA_GRID,
     OptSummary,
@@ -243,7 +244,7 @@ def fit_lmm(
         fitted as it is, without building it again (``formula`` may then be left out). An Ibis table
         (any backend) or a PySpark DataFrame stays where it is: the engine computes the per-cluster
         sums (:func:`helpers.engines.design_from_table`; plain columns and interactions, a random
-        intercept or random slopes of plain columns) and only those travel. See :func:`helpers.design.as_design`.
+        intercept or random slopes of plain columns) and only those travel. See :func:`helpers.engines.as_design`.
     formula : str, optional
         ``"y ~ x + (1 | g)"``, or a fixed-effects formula ``"y ~ x"`` together with ``group="g"``.
         Random slopes of one grouping factor are fitted too: ``(1 + x | g)``, ``(x | g)`` (the
@@ -416,7 +417,7 @@ def fit_ols(
     data : pandas.DataFrame, helpers.design.Design, Ibis table or PySpark DataFrame
         A Design is used as it is (:func:`ols_from_design`); a table is aggregated where it lives (it
         needs a ``(1 | g)`` term or ``group``, whose sums it is grouped by; the result then has no
-        residuals and no cluster-robust errors). See :func:`helpers.design.as_design`.
+        residuals and no cluster-robust errors). See :func:`helpers.engines.as_design`.
     formula : str, optional
         A fixed-effects formula. A ``(1 | g)`` term is ignored for the fit (its column still counts for
         dropping missing rows), so the same formula serves ``fit_ols`` and ``fit_lmm``. It may be left

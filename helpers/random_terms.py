@@ -518,7 +518,7 @@ def check_support(names, n_groups: int, group: str, n_obs: int, within, scale, c
 
     ``within``, ``scale`` and ``constant`` describe each column of Z: its within-cluster sum of
     squares, its size, and whether it is one value on every row (an intercept); from the rows
-    (:func:`_column_spread`) or from sums (:func:`helpers.large.random_cell_sums`).
+    (:func:`_column_spread`) or from sums (:func:`helpers.engines.random_cell_sums`).
     """
     q = len(names)
     if q * n_groups >= n_obs:
@@ -705,7 +705,7 @@ def random_effects_from_sums(terms, cross, n_obs: int, stats, group: str) -> Ran
     ----------
     terms : list of RandomTerm
     cross : ndarray, shape (J, q + p + 1, q + p + 1)
-        Per cluster, the cross-products of [Z Q e] (:func:`helpers.large.random_cell_sums`), with
+        Per cluster, the cross-products of [Z Q e] (:func:`helpers.engines.random_cell_sums`), with
         Q = X R^{-1} and e = y - X beta_ols in the basis of ``stats``.
     n_obs : int
     stats : helpers.design.SufficientStats

@@ -544,12 +544,12 @@ def test_a_failing_notebook_cell_is_reported_as_a_bug_with_its_traceback(
     [
         ("pandas.read_csv", False),
         ("helpers.large._scan", True),
-        ("helpers.large._source_sql", True),
+        ("helpers.large.source_sql", True),  # patched where design_from_file looks it up,
     ],
 )
 def test_a_bug_while_reading_is_not_called_bad_data(files, monkeypatch, capsys, target, large):
     """Only the reader errors that mean a damaged file become 'could not be read' (exit 2)."""
-    if target.endswith("_source_sql"):
+    if target.endswith("source_sql"):
         # SQL that DuckDB cannot parse is our bug (a ParserException), not a bad file
         monkeypatch.setattr(target, lambda *args, **kwargs: "(SELECT FROM WHERE")
     else:

@@ -29,15 +29,16 @@ import pandas as pd
 
 from ..design import Design, build_design, model_columns
 from ..engines import ENGINES, check_parquet_folder
-from ..formula import parse_formula
-from ..large import (
+from ..files import (
     NA_STRINGS,
     check_file,
-    design_from_file,
+    file_format,
     is_read_error,
     read_error,
     text_number_problem,
 )
+from ..formula import parse_formula
+from ..large import design_from_file
 from ..validate import (
     DataError,
     RowsDroppedWarning,
@@ -147,7 +148,6 @@ def _design_from_engine(
     """The design from the sums an engine computes where the data are: DuckDB on a folder of Parquet
     files, or Spark on a file or a folder (a session of its own, stopped when the sums are in)."""
     from .. import engines
-    from ..large import file_format
 
     folder = _is_folder(path)
     fmt = "parquet" if folder else file_format(path)
@@ -225,7 +225,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"File {name!r} has no columns (it holds no data).") from None
     except Exception as exc:
-        # a damaged file: pandas' ParserError, or what large.is_read_error lists (pyarrow, gzip,
+        # a damaged file: pandas' ParserError, or what helpers.files.is_read_error lists (pyarrow, gzip,
         # encodings); anything else is a bug of ours and is not reported as a problem with the data
         if not (isinstance(exc, pd.errors.ParserError) or is_read_error(exc)):
             raise
@@ -424,7 +424,7 @@ def check_inputs(
 ) -> Checked:
     """Check the file, the formula and the reference levels, as fast as possible and before the report.
 
-    Besides the checks of :func:`helpers.large.check_file` (a sane CSV header) and
+    Besides the checks of :func:`helpers.files.check_file` (a sane CSV header) and
     :func:`helpers.design.build_design`, it refuses a model column read as text that mostly holds
     numbers (a stray word, thousands separators, decimal commas), a predictor named ``Intercept``,
     two fixed effects of the same name, and a response the fixed effects fit exactly (found by
