@@ -134,6 +134,24 @@ def time_call(fn, repeats: int, budget: float) -> tuple[float, int, object]:
             return statistics.median(times), len(times), result
 
 
+def time_pair(floor, fit, repeats: int, budget: float) -> tuple[float, float, int, object]:
+    """Medians of floor() and fit() timed in alternation (floor, fit, floor, fit, ...), so that both
+    see the same state of a shared machine, whose speed drifts by tens of percent over minutes; the
+    ratio of the two is then read from one stretch of time. Returns (floor, fit, runs, fit's result)."""
+    floors, fits, result = [], [], None
+    while True:
+        gc.collect()
+        start = time.perf_counter()
+        floor()
+        floors.append(time.perf_counter() - start)
+        gc.collect()
+        start = time.perf_counter()
+        result = fit()
+        fits.append(time.perf_counter() - start)
+        if len(fits) >= repeats or sum(fits) > budget:
+            return statistics.median(floors), statistics.median(fits), len(fits), result
+
+
 def grouped_sum_floor(df: pd.DataFrame):
     """One pass: factorise the cluster labels, then counts, sums of y and of y^2 by cluster x condition."""
     codes, labels = pd.factorize(df["cluster"])
@@ -279,9 +297,8 @@ def run_goals(args) -> None:
         # random intercept, the question's size
         df = make_data(326_362, 24)
         case = cases["ri"] = {}
-        case["floor"] = time_call(lambda: grouped_sum_floor(df), 3 * repeats, 5)[0]
-        case["ours"], case["ours_n"], fit = time_call(
-            lambda: fit_lmm(df, FORMULA), repeats, args.budget
+        case["floor"], case["ours"], case["ours_n"], fit = time_pair(
+            lambda: grouped_sum_floor(df), lambda: fit_lmm(df, FORMULA), 3 * repeats, args.budget
         )
         case["slope"] = float(fit.fe_params.iloc[1])
         case["crit"] = fit.criterion
@@ -312,9 +329,8 @@ def run_goals(args) -> None:
         # random intercept, many clusters
         df = make_data(1_000_000, 100_000)
         case = cases["ri_many"] = {}
-        case["floor"] = time_call(lambda: grouped_sum_floor(df), 3 * repeats, 5)[0]
-        case["ours"], case["ours_n"], _ = time_call(
-            lambda: fit_lmm(df, FORMULA), repeats, args.budget
+        case["floor"], case["ours"], case["ours_n"], _ = time_pair(
+            lambda: grouped_sum_floor(df), lambda: fit_lmm(df, FORMULA), 3 * repeats, args.budget
         )
         say(f"random intercept, 1e6 rows in 1e5 clusters: fit_lmm {_fmt(case['ours'])}")
         df = None  # freed before the next data set

@@ -27,7 +27,7 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 
 from ._blas import single_blas_thread
-from .formula import Factor, ModelSpec, Name, level_name, parse_formula
+from .formula import Factor, ModelSpec, Name, ParsedFormula, level_name, parse_formula
 from .validate import (
     DataError,
     RowsDroppedWarning,
@@ -35,7 +35,6 @@ from .validate import (
     check_enough_rows,
     check_finite,
     check_groups,
-    count_missing,
     drop_missing,
 )
 
@@ -826,6 +825,13 @@ def model_columns(
     ['arm']
     """
     parsed = parse_formula(formula, group, random_slopes=random_slopes)
+    return _columns_of(parsed, predictors_only=predictors_only, random_slopes=random_slopes)
+
+
+def _columns_of(
+    parsed: ParsedFormula, *, predictors_only: bool = False, random_slopes: bool = False
+) -> list[str]:
+    """:func:`model_columns` of a formula already parsed."""
     model = parsed.model
     predictors = {c for var in model.predictors for c in var.columns}
     if "Intercept" in predictors:
@@ -926,16 +932,18 @@ def build_design(
         )
     parsed = parse_formula(formula, group, random_slopes=random_slopes)
     model = parsed.model
-    columns = model_columns(formula, group, random_slopes=random_slopes)
+    columns = _columns_of(parsed, random_slopes=random_slopes)
     plain_response = parsed.response if isinstance(model.response.node, Name) else None
-    check_columns(data, columns, response=plain_response, group=parsed.group, check_infinite=False)
+    missing = check_columns(
+        data, columns, response=plain_response, group=parsed.group, check_infinite=False
+    )
 
     frame = data  # read by column name only (a data[columns] copy cost a millisecond: arrow-string index)
     # column by column, so that one column's mask is alive at a time (every missing value drops its row)
     keep = np.ones(len(frame), dtype=bool)
     dropped_by_column = {}
     for column in columns:
-        n_missing = count_missing(frame[column])
+        n_missing = missing[column]
         if n_missing:
             keep &= ~frame[column].isna().to_numpy()
             dropped_by_column[column] = n_missing

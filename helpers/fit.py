@@ -145,7 +145,7 @@ def _lmm_result(
     ev = evaluate(blocks, resp, [theta], reml)
     sigma2 = float(ev.sigma2)
     modes, cond_cov = conditional_modes(blocks, resp, [theta], ev.delta, sigma2)
-    names = list(term_names)
+    names = pd.Index(list(term_names))  # one Index for every field (each built from a list costs)
     labels = pd.Index(group_labels, name=group)
     cov = ev.cov_beta
     return LmmResult(
@@ -364,10 +364,10 @@ def random_terms_result(design: Design, theta, reml: bool, optsum=None) -> LmmRe
     ev = evaluate(blocks, resp, full, reml)
     sigma2 = float(ev.sigma2)
     modes, cond_cov = conditional_modes(blocks, resp, full, ev.delta, sigma2)
-    names = list(design.term_names)
+    names = pd.Index(list(design.term_names))  # one Index for every field
     labels = pd.Index(design.group_labels, name=design.group)
     cov = ev.cov_beta
-    terms = random.names
+    terms = pd.Index(random.names)
     frame = pd.DataFrame(modes, index=labels, columns=terms)
     for k, term in enumerate(terms):
         frame[f"condvar {term}"] = cond_cov[:, k, k]
@@ -552,7 +552,7 @@ def ols_result(
     >>> ols_result(["Intercept"], np.array([2.0]), np.array([[0.5]]), 12.0, 4).bse.to_dict()
     {'Intercept': 1.0}
     """
-    names = list(term_names)
+    names = pd.Index(list(term_names))  # one Index for every field
     p = len(names)
     df_resid = n_obs - p
     sigma2 = float(rss) / df_resid

@@ -112,7 +112,7 @@ def check_columns(
     response: str | None = None,
     group: str | None = None,
     check_infinite: bool = True,
-) -> None:
+) -> dict[str, int]:
     """Check that the model's columns exist and can be used, or raise one clear :class:`DataError`.
 
     Parameters
@@ -128,10 +128,16 @@ def check_columns(
         Also refuse infinite values (:func:`check_finite`). A fit checks them only after dropping the rows
         with missing values, as R does, so it passes False here.
 
+    Returns
+    -------
+    dict
+        Each column's number of missing values (:func:`count_missing`), counted once for the caller.
+
     Examples
     --------
     >>> df = pd.DataFrame({"y": [1.0, 2.0], "g": ["a", "b"]})
     >>> check_columns(df, ["y", "g"], response="y", group="g")
+    {'y': 0, 'g': 0}
     >>> check_columns(df, ["yy"])
     Traceback (most recent call last):
     ...
@@ -146,8 +152,9 @@ def check_columns(
         )
     columns = list(columns)
     check_present(columns, data.columns)
+    missing = {col: count_missing(data[col]) for col in columns}
     for col in columns:
-        check_not_empty(col, len(data), count_missing(data[col]))
+        check_not_empty(col, len(data), missing[col])
     if response is not None:
         values = data[response]
         numeric = not isinstance(values.dtype, pd.CategoricalDtype) and (
@@ -160,6 +167,7 @@ def check_columns(
         check_finite(data, columns)
     if group is not None:
         check_groups(group, _distinct_up_to_two(data[group]))
+    return missing
 
 
 def count_missing(values: pd.Series) -> int:
@@ -171,8 +179,8 @@ def count_missing(values: pd.Series) -> int:
     >>> count_missing(pd.Series([1.0, np.nan, np.inf])), count_missing(pd.Series(["a", None]))
     (1, 1)
     """
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return int(np.count_nonzero(values.cat.codes.to_numpy() < 0))
+    if isinstance(values.dtype, pd.CategoricalDtype):  # the codes themselves, without a Series
+        return int(np.count_nonzero(values.array.codes < 0))
     if isinstance(values.dtype, np.dtype) and values.dtype.kind == "f":
         numbers = values.to_numpy()
         if np.isfinite(numbers).all():
@@ -185,7 +193,7 @@ def _distinct_up_to_two(values: pd.Series) -> int:
     """The number of distinct non-missing values when it is 0 or 1, else 2 (or more): all that
     :func:`check_groups` needs before the drop, without hashing every label."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy()
+        codes = values.array.codes
         low, high = int(codes.min(initial=-1)), int(codes.max(initial=-1))
         if low >= 0:  # nothing missing: two reductions tell
             return 1 if low == high else 2
