@@ -77,3 +77,18 @@ def test_an_installed_package_finds_its_notebook(wheel, tmp_path):
     assert run.returncode == 0, run.stderr
     found = Path(run.stdout.strip())
     assert found == site / "helpers" / "notebooks" / NOTEBOOK and found.is_file()
+
+
+def test_the_readme_module_map_lists_every_module_of_the_package():
+    """README's Layout names each module of helpers/ once (and nothing that is not one)."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("helpers/             the package") :]
+    block = block[: block.index("\ndata/")]
+    named = set()
+    for line in block.splitlines()[1:]:
+        first = line[:37].strip()  # the names column of the map
+        if first:
+            named.update(part.strip() for part in first.split(","))
+    modules = {p.stem for p in (ROOT / "helpers").glob("*.py")} - {"__init__", "__main__"}
+    modules |= {f"{p.name}/" for p in (ROOT / "helpers").iterdir() if (p / "__init__.py").exists()}
+    assert named == modules
