@@ -312,9 +312,10 @@ def cell_sufficient_stats(
     count, mean, squares, shift = _cell_pass(lambda rows: key[rows], y, n_groups * n_cells)
     used = np.flatnonzero(count)
     group, cell = used // n_cells, used % n_cells
-    return _stats_from_cells(
+    stats, _ = _cell_stats(
         cell_rows, cell, group, count[used], mean[used], squares[used], n_groups, term_names, shift
     )
+    return stats
 
 
 #: Rows per chunk of the grouped pass: its temporaries stay a few MiB, whatever the number of rows.
@@ -327,7 +328,7 @@ def _cell_pass(
     """Count, mean of y and sum of squares about that mean per key, in chunks of rows.
 
     Returns ``(count, mean - shift, squares, shift)``: the means are kept relative to the shift c, so
-    that they keep their digits whatever the offset of y (:func:`_stats_from_cells` takes them so).
+    that they keep their digits whatever the offset of y (:func:`_cell_stats` takes them so).
 
     ``key_of(rows)`` gives the key (0 .. size - 1) of the rows of the slice ``rows``. One pass sums, per
     key, the rows and the first and second powers of y - c, with c the mean of the first rows (which
@@ -335,8 +336,8 @@ def _cell_pass(
     sum (y - c)^2 - n (mean - c)^2. That difference keeps its accuracy as long as the keys' means are
     not far apart compared with the spread within them; where the sum of (y - c)^2 exceeds
     ``_ONE_PASS_MARGIN`` times the sum of the squares, a second pass takes the squares about each key's
-    mean directly, so nothing cancels, and refines the means. Chunks of cache-sized slices are faster than whole-array passes
-    and keep the temporaries to a few MiB whatever the number of rows.
+    mean directly, so nothing cancels, and refines the means. Chunks of cache-sized slices are faster
+    than whole-array passes and keep the temporaries to a few MiB whatever the number of rows.
     """
     n = len(y)
     chunks = [slice(start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)] or [
@@ -375,11 +376,6 @@ def _cell_pass(
 #: The one-pass squares of :func:`_cell_pass` lose about log10 of this many digits to cancellation at
 #: most (the second-pass squares are taken beyond it).
 _ONE_PASS_MARGIN = 16.0
-
-
-def _stats_from_cells(*args, **kwargs) -> SufficientStats:
-    """:func:`_cell_stats` without the residual means."""
-    return _cell_stats(*args, **kwargs)[0]
 
 
 def _cell_stats(
@@ -647,8 +643,13 @@ class _CellCodes:
     )
     _cell_id: np.ndarray | None = None
 
-    def combination(self, rows: slice = slice(None)) -> np.ndarray:
-        out = np.zeros(len(self.raw_group[rows]), dtype=np.intp)
+    def combination(self, rows: slice = slice(None), *, with_group: bool = False) -> np.ndarray:
+        """Each row's combination of the factors' codes as a mixed-radix number; ``with_group``
+        puts the cluster's code first (the key of the grouped pass: cluster x combination)."""
+        if with_group:
+            out = self.raw_group[rows].astype(np.intp)
+        else:
+            out = np.zeros(len(self.raw_group[rows]), dtype=np.intp)
         for codes, size in zip(self.factor_codes, self.radices, strict=True):
             out *= size
             out += codes[rows]
@@ -1184,14 +1185,9 @@ def _scan_cells(
         y_owner=owner,
     )
 
-    def key_of(rows: slice) -> np.ndarray:  # cluster, then the factors: a mixed-radix number
-        key = codes.raw_group[rows].astype(np.intp)
-        for factor_codes, radix in zip(codes.factor_codes, radices, strict=True):
-            key *= radix
-            key += factor_codes[rows]
-        return key
-
-    count, mean, squares, shift = _cell_pass(key_of, y, size)
+    count, mean, squares, shift = _cell_pass(
+        functools.partial(codes.combination, with_group=True), y, size
+    )
     used = np.flatnonzero(count)
     raw_cluster, combination = np.divmod(used, n_combinations)
     # the clusters and the combinations of levels that occur, in code order

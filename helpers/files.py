@@ -21,6 +21,7 @@ report's input checks (:mod:`helpers.report.inputs`).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -28,7 +29,7 @@ import os
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,7 @@ __all__ = [
     "check_file_types",
     "is_read_error",
     "read_error",
+    "reading",
     "duckdb_connection",
     "source_sql",
     "check_case_collisions",
@@ -515,13 +517,47 @@ def read_error(path: str | os.PathLike, fmt: str, exc: BaseException) -> DataErr
     return DataError(f"File {Path(path).name!r} could not be read as {kind}: {first}")
 
 
-def file_columns(path: PathLike, connection: duckdb.DuckDBPyConnection | None = None) -> dict:
+@contextlib.contextmanager
+def reading(
+    path: PathLike, fmt: str, connection: duckdb.DuckDBPyConnection | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection for reading ``path`` (``connection``, or a new one closed afterwards), inside
+    which a reader's failure on a damaged file becomes one :class:`DataError` (:func:`read_error`);
+    a DataError passes as it is, and any other failure is a bug and is raised unchanged
+    (:func:`is_read_error` tells them apart).
+
+    Examples
+    --------
+    >>> with reading("absent.csv", "csv") as con:
+    ...     con.execute("SELECT 42").fetchone()[0]
+    42
+    """
+    con = connection or duckdb_connection()
+    try:
+        yield con
+    except DataError:
+        raise
+    except Exception as exc:
+        if not is_read_error(exc):  # a bug of ours, not a bad file
+            raise
+        raise read_error(path, fmt, exc) from None
+    finally:
+        if connection is None:
+            con.close()
+
+
+def file_columns(
+    path: PathLike, connection: duckdb.DuckDBPyConnection | None = None, *, fmt: str | None = None
+) -> dict:
     """The columns of a CSV or Parquet file and their DuckDB types, read from its header or schema.
 
     Parameters
     ----------
     path : str or os.PathLike
     connection : duckdb.DuckDBPyConnection, optional
+    fmt : str, optional
+        The format :func:`check_file` gave, when the caller has checked the file already (it is not
+        read again).
 
     Returns
     -------
@@ -537,17 +573,9 @@ def file_columns(path: PathLike, connection: duckdb.DuckDBPyConnection | None = 
     >>> file_columns(path)
     {'y': 'DOUBLE', 'arm': 'VARCHAR', 'my col': 'BIGINT'}
     """
-    fmt = check_file(path)
-    con = connection or duckdb_connection()
-    try:
+    fmt = fmt or check_file(path)
+    with reading(path, fmt, connection) as con:
         rows = con.execute(f"DESCRIBE SELECT * FROM {source_sql(path, fmt)}").fetchall()
-    except Exception as exc:
-        if not is_read_error(exc):  # a bug of ours, not a bad file
-            raise
-        raise read_error(path, fmt, exc) from None
-    finally:
-        if connection is None:
-            con.close()
     names = [name for name, *_ in rows]
     if fmt in ("csv", "tsv"):
         # DuckDB trims spaces around header names; keep them as written, as pandas does (an

@@ -66,7 +66,6 @@ from .files import (
     check_file,
     check_file_types,
     csv_header,
-    duckdb_connection,
     file_columns,
     file_format,
     is_numeric_type,
@@ -74,6 +73,7 @@ from .files import (
     parquet_dictionary_levels,
     parquet_no_nulls,
     read_error,
+    reading,
     source_sql,
     text_number_problem,
     text_values,
@@ -172,9 +172,8 @@ def design_from_file(
     response, variables, terms = parse_terms(parsed)
     model_columns = list(dict.fromkeys([response] + variables + [group]))
 
-    con = connection or duckdb_connection()
-    try:
-        types = file_columns(path, con)
+    with reading(path, fmt, connection) as con:
+        types = file_columns(path, con, fmt=fmt)  # checked above
         check_present(model_columns + list(reference), list(types))
         check_file_types(types, model_columns, group)
         names = list(types) if fmt != "parquet" else None
@@ -214,15 +213,6 @@ def design_from_file(
         for column in categorical:
             if types[column] == "BOOLEAN" and column != group:
                 cells[column] = cells[column].map({"true": "TRUE", "false": "FALSE"})
-    except DataError:
-        raise
-    except Exception as exc:
-        if not is_read_error(exc):  # a bug of ours, not a bad file
-            raise
-        raise read_error(path, fmt, exc) from None
-    finally:
-        if connection is None:
-            con.close()
 
     stored_levels = {}
     if fmt == "parquet":

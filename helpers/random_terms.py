@@ -573,21 +573,16 @@ def build_random_effects(model: Formula, frame: pd.DataFrame, keep, X, y, codes,
     RandomEffects
     """
     keep = np.asarray(keep, dtype=bool)
-    terms, columns = [], []
-    for intercept, block in expand_bars(model.bars):
-        spec = ModelSpec(_block_formula(model, intercept, block))
-        values = spec.learn(spec.values(frame), keep)
-        values = {k: _subset(v, keep) for k, v in values.items()}
-        names = tuple(r_term_name(n) for n in spec.column_names)
-        matrix = spec.matrix(values, int(keep.sum()))
+    terms, columns, _ = random_term_columns(
+        model, frame, keep, int(keep.sum()), group, unit_numeric=False
+    )
+    for term, matrix in zip(terms, columns, strict=True):
         if not np.isfinite(matrix).all():
-            bad = names[int(np.flatnonzero(~np.isfinite(matrix).all(axis=0))[0])]
+            bad = term.names[int(np.flatnonzero(~np.isfinite(matrix).all(axis=0))[0])]
             raise DataError(
                 f"The random-effects column {bad!r} is infinite or undefined in some rows used (for "
                 "example log of 0); change the transformation or remove those rows."
             )
-        terms.append(RandomTerm(group=group, names=names, spec=spec))
-        columns.append(matrix)
     Z = np.ascontiguousarray(np.hstack(columns))
     names = [n for term in terms for n in term.names]
     n_groups = stats.n_groups
@@ -600,24 +595,37 @@ def build_random_effects(model: Formula, frame: pd.DataFrame, keep, X, y, codes,
     return RandomEffects(group=group, terms=tuple(terms), blocks=blocks, response=resp, z_source=Z)
 
 
-def random_term_columns(model: Formula, values: dict, keep, n_rows: int, group: str):
+def random_term_columns(
+    model: Formula,
+    values: dict | pd.DataFrame,
+    keep,
+    n_rows: int,
+    group: str,
+    *,
+    unit_numeric: bool = True,
+):
     """Each random-effects term of ``model`` and its columns: (terms, matrices, atoms).
 
-    ``values`` are the model's variables (:meth:`helpers.formula.ModelSpec.values`) on the rows, or
-    on the cells of an aggregation with every numeric variable set to 1 (then each matrix is the
-    columns' categorical indicators and ``atoms`` names the numeric columns each is a product of, as
-    :func:`helpers.engines.design_from_cells` writes the fixed part).
+    ``values`` is the data on every row (a DataFrame: each term computes its own variables from it,
+    before the rows not kept are dropped, as R's ``model.frame`` does), or the model's variables on the
+    cells of an aggregation with every numeric variable set to 1 (``unit_numeric``: then each matrix is
+    the columns' categorical indicators and ``atoms`` names the numeric columns each is a product of,
+    as :func:`helpers.engines.design_from_cells` writes the fixed part).
     """
     keep = np.asarray(keep, dtype=bool)
     terms, matrices, atoms = [], [], []
     for intercept, block in expand_bars(model.bars):
         spec = ModelSpec(_block_formula(model, intercept, block))
-        labels = {label for term in block for label in term}
-        learned = spec.learn({k: v for k, v in values.items() if k in labels}, keep)
+        if isinstance(values, pd.DataFrame):
+            own = spec.values(values)
+        else:
+            labels = {label for term in block for label in term}
+            own = {k: v for k, v in values.items() if k in labels}
+        learned = spec.learn(own, keep)
         learned = {k: _subset(v, keep) for k, v in learned.items()}
         names = tuple(r_term_name(n) for n in spec.column_names)
         terms.append(RandomTerm(group=group, names=names, spec=spec))
-        matrices.append(spec.matrix(learned, n_rows, unit_numeric=True))
+        matrices.append(spec.matrix(learned, n_rows, unit_numeric=unit_numeric))
         atoms += [tuple(sorted(atom)) for atom in spec.column_numeric]
     return terms, matrices, atoms
 
